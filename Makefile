@@ -1,0 +1,84 @@
+# facerec: elastic face recognition in C.
+#   make            build build/facerec
+#   make run        set up (packages, models) and start the service
+#   make test       set up and run the whole test suite (SANITIZE=1 for ASan+UBSan)
+#   make bench      run the benchmarks
+#   make fuzz       build the libFuzzer targets (clang)
+
+CC        ?= cc
+SANITIZE  ?= 0
+BUILD     ?= build
+MODELS    ?= $(if $(FACEREC_MODELS),$(FACEREC_MODELS),models)
+
+PKGS      := libjpeg libpng libwebp libwebpdemux
+CPPFLAGS  += -Isrc -D_GNU_SOURCE
+CFLAGS    ?= -O2 -g
+CFLAGS    += -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-missing-field-initializers
+LDLIBS    += -lXNNPACK -lpthreadpool -lcpuinfo -lpthread -lm
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+ifeq ($(SANITIZE),1)
+BUILD     := $(BUILD)/asan
+CFLAGS    += -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+LDFLAGS   += -fsanitize=address,undefined
+endif
+
+LIB_SRC   := $(shell find src -name '*.c' ! -name main.c | sort)
+LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+TEST_SRC  := $(sort $(wildcard tests/test_*.c))
+TEST_BIN  := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+TEST_SH   := $(sort $(wildcard tests/test_*.sh))
+FUZZ_SRC  := $(sort $(wildcard fuzz/fuzz_*.c))
+
+.PHONY: all deps models run test test-unit bench fuzz clean format smoke
+all: $(BUILD)/facerec
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(PKG_CFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/libfacerec.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/facerec: $(BUILD)/obj/src/main.o $(BUILD)/libfacerec.a
+	$(CC) $(LDFLAGS) $^ $(PKG_LIBS) $(LDLIBS) -o $@
+
+$(BUILD)/tests/%: tests/%.c $(BUILD)/libfacerec.a tests/check.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -Itests $(PKG_CFLAGS) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libfacerec.a $(PKG_LIBS) $(LDLIBS) -o $@
+
+deps:
+	@scripts/deps.sh
+
+models: deps
+	@FACEREC_MODELS=$(MODELS) scripts/models.sh
+
+run: deps models
+	@$(MAKE) --no-print-directory all
+	FACEREC_MODELS=$(MODELS) $(BUILD)/facerec serve
+
+# The whole suite: unit and integration tests, then the same under ASan+UBSan (CI runs this).
+test: deps models
+	@$(MAKE) --no-print-directory test-unit
+	@$(MAKE) --no-print-directory test-unit SANITIZE=1
+
+test-unit: $(BUILD)/facerec $(TEST_BIN)
+	@FACEREC_MODELS=$(MODELS) FACEREC_BIN=$(BUILD)/facerec scripts/run-tests.sh $(TEST_BIN) $(TEST_SH)
+
+bench: deps models $(BUILD)/facerec
+	FACEREC_MODELS=$(MODELS) $(BUILD)/facerec bench nn
+
+fuzz: $(FUZZ_SRC:fuzz/%.c=build/fuzz/%)
+build/fuzz/%: fuzz/%.c $(LIB_SRC)
+	@mkdir -p $(dir $@)
+	clang $(CPPFLAGS) $(PKG_CFLAGS) -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined $< $(LIB_SRC) $(PKG_LIBS) $(LDLIBS) -o $@
+
+format:
+	clang-format -i $$(find src tests fuzz bench -name '*.[ch]')
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

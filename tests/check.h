@@ -1,0 +1,46 @@
+/* check.h: the tiny assertion harness shared by the test programs.
+ *
+ * A test program calls CHECK() as often as it likes and ends main with `return check_done();`.
+ * Exit status: 0 all passed, 1 some check failed, 77 skipped (check_skip). */
+#ifndef FR_CHECK_H
+#define FR_CHECK_H
+
+#include <stdio.h>
+#include <stdlib.h>
+
+static int check_count, check_failed;
+
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        check_count++;                                                                             \
+        if (!(cond)) {                                                                             \
+            check_failed++;                                                                        \
+            fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond);               \
+        }                                                                                          \
+    } while (0)
+
+#define CHECK_MSG(cond, ...)                                                                       \
+    do {                                                                                           \
+        check_count++;                                                                             \
+        if (!(cond)) {                                                                             \
+            check_failed++;                                                                        \
+            fprintf(stderr, "%s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond);               \
+            fprintf(stderr, __VA_ARGS__);                                                          \
+            fputc('\n', stderr);                                                                   \
+        }                                                                                          \
+    } while (0)
+
+static inline int check_done(void)
+{
+    printf("%d checks, %d failed\n", check_count, check_failed);
+    return check_failed ? 1 : 0;
+}
+
+/* Ends the program as skipped, saying why (e.g. "../shared/golden is absent"). */
+static inline int check_skip(const char *why)
+{
+    printf("SKIP: %s\n", why);
+    return 77;
+}
+
+#endif
