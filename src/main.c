@@ -1,0 +1,43 @@
+/* main.c: the facerec binary: one command with subcommands. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+#define FACEREC_VERSION "0.1.0"
+
+struct command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *help;
+};
+
+static const struct command commands[] = {
+    {"nn", cli_nn, "inspect and run a TFLite model (nn info MODEL, nn run MODEL ...)"},
+    {"bench", cli_bench, "benchmarks (bench nn)"},
+};
+
+static int usage(FILE *f)
+{
+    fprintf(f, "usage: facerec COMMAND [ARGS]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].help);
+    fprintf(f, "  %-8s %s\n", "help", "this list");
+    fprintf(f, "\n'facerec COMMAND --help' describes one command.\n");
+    return f == stdout ? 0 : 2;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) return usage(stderr);
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) return usage(stdout);
+    if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
+        printf("facerec %s\n", FACEREC_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(cmd, commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "facerec: unknown command '%s' (see 'facerec help')\n", cmd);
+    return 2;
+}
