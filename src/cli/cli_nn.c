@@ -43,7 +43,7 @@ static int nn_info(const char *path, int nodes)
     struct nn_graph *g;
     struct nn_stats st;
     if (nn_tflite_load(path, &g, err)) return cli_error("%s", err);
-    if (nn_graph_stats(g, &st, err)) {
+    if (nn_graph_stats(g, NULL, &st, err)) {
         nn_graph_free(g);
         return cli_error("%s", err);
     }

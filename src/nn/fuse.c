@@ -37,6 +37,7 @@ static void index_free(struct index *ix)
 {
     free(ix->producer);
     free(ix->readers);
+    *ix = (struct index){NULL, NULL};
 }
 
 /* The node producing t with op, read only once (by the pattern), or NULL. */
@@ -147,9 +148,64 @@ static int try_softmax(struct nn_graph *g, const struct index *ix, struct nn_nod
     return 1;
 }
 
+/* SOFTMAX over two classes of z = CONV_2D or FULLY_CONNECTED(x) -> SIGMOID of the same layer with
+ * weights and bias replaced by their class differences. */
+static int try_sigmoid(struct nn_graph *g, const struct index *ix, struct nn_node *sm)
+{
+    if (sm->op != NN_OP_SOFTMAX) return 0;
+    int z = sm->in[0];
+    struct nn_node *lin = only(g, ix, z, NN_OP_CONV_2D, 1);
+    if (!lin) lin = only(g, ix, z, NN_OP_FULLY_CONNECTED, 1);
+    if (!lin || !is_const(g, lin->in[1]) || (lin->in[2] >= 0 && !is_const(g, lin->in[2])))
+        return 0;
+    const struct nn_tensor *w = &g->tensors[lin->in[1]];
+    if (w->shape.d[0] != 2) return 0; /* weights are [O, ...]: two output classes */
+    size_t row = (size_t)(nn_shape_count(&w->shape) / 2);
+    float *nw = nn_alloc_aligned(2 * row * sizeof(float));
+    float *nb = nn_alloc_aligned(2 * sizeof(float));
+    if (!nw || !nb) {
+        free(nw), free(nb);
+        return FR_ENOMEM;
+    }
+    const float *ow = w->data, *ob = lin->in[2] >= 0 ? g->tensors[lin->in[2]].data : NULL;
+    for (size_t i = 0; i < row; i++) {
+        nw[i] = ow[i] - ow[row + i];
+        nw[row + i] = -nw[i];
+    }
+    nb[0] = ob ? ob[0] - ob[1] : 0.0f;
+    nb[1] = -nb[0];
+    struct nn_shape ws = w->shape, bs = {1, {2}};
+    char name[300];
+    snprintf(name, sizeof name, "%s/class_difference", w->name);
+    int tw = nn_graph_add_tensor(g, name, NN_F32, &ws, nw, 2 * row * sizeof(float));
+    if (tw < 0) {
+        free(nw), free(nb);
+        return tw;
+    }
+    int tb = nn_graph_add_tensor(g, "class_difference_bias", NN_F32, &bs, nb, 2 * sizeof(float));
+    if (tb < 0) {
+        free(nb);
+        return tb;
+    }
+    lin->in[1] = tw;
+    lin->in[2] = tb;
+    lin->nin = 3;
+    sm->op = NN_OP_SIGMOID;
+    return 1;
+}
+
+/* Removes the nodes marked deleted (op NN_OP_COUNT), keeping the order of the others. */
+static void compact(struct nn_graph *g)
+{
+    int k = 0;
+    for (int n = 0; n < g->nnodes; n++)
+        if (g->nodes[n].op != NN_OP_COUNT) g->nodes[k++] = g->nodes[n];
+    g->nnodes = k;
+}
+
 int nn_graph_fuse(struct nn_graph *g)
 {
-    struct index ix;
+    struct index ix = {0};
     int rc = index_build(g, &ix), fused = 0;
     for (int n = g->nnodes - 1; n >= 0 && rc >= 0; n--) {
         struct nn_node *nd = &g->nodes[n];
@@ -158,11 +214,33 @@ int nn_graph_fuse(struct nn_graph *g)
         else rc = 0;
         if (rc > 0) fused++;
     }
+    /* second pass, on a fresh index: the softmax nodes made above become sigmoids */
     index_free(&ix);
-    if (rc < 0) return rc;
-    int k = 0;
-    for (int n = 0; n < g->nnodes; n++)
-        if (g->nodes[n].op != NN_OP_COUNT) g->nodes[k++] = g->nodes[n];
-    g->nnodes = k;
-    return fused;
+    if (rc >= 0) rc = index_build(g, &ix);
+    for (int n = 0; n < g->nnodes && rc >= 0; n++)
+        if ((rc = try_sigmoid(g, &ix, &g->nodes[n])) > 0) fused++;
+    index_free(&ix);
+    compact(g);
+    return rc < 0 ? rc : fused;
+}
+
+int nn_graph_prune(struct nn_graph *g)
+{
+    struct index ix = {0};
+    if (index_build(g, &ix) < 0) {
+        index_free(&ix);
+        return FR_ENOMEM;
+    }
+    int pruned = 0;
+    for (int n = g->nnodes - 1; n >= 0; n--) {
+        struct nn_node *nd = &g->nodes[n];
+        if (ix.readers[nd->out] > 0) continue;
+        for (int k = 0; k < nd->nin; k++)
+            if (nd->in[k] >= 0) ix.readers[nd->in[k]]--;
+        nd->op = NN_OP_COUNT;
+        pruned++;
+    }
+    index_free(&ix);
+    compact(g);
+    return pruned;
 }

@@ -24,6 +24,7 @@ static const char *const op_names[NN_OP_COUNT] = {
     [NN_OP_SUM] = "SUM",
     [NN_OP_SOFTMAX] = "SOFTMAX",
     [NN_OP_PRELU] = "PRELU",
+    [NN_OP_SIGMOID] = "SIGMOID",
 };
 
 const char *nn_op_name(enum nn_op op)
@@ -288,6 +289,7 @@ static int infer_node(struct ctx *c, struct nn_shape *out)
     case NN_OP_RELU:
     case NN_OP_EXP:
     case NN_OP_SOFTMAX:
+    case NN_OP_SIGMOID:
         if (x->ndim < 1) return node_err(c, FR_EFORMAT, "input has no dimensions");
         *out = *x;
         return 0;
@@ -399,12 +401,13 @@ int nn_graph_shapes(const struct nn_graph *g, const struct nn_shape *inputs,
     return rc;
 }
 
-int nn_graph_stats(const struct nn_graph *g, struct nn_stats *st, char err[FR_ERR_LEN])
+int nn_graph_stats(const struct nn_graph *g, const struct nn_shape *input, struct nn_stats *st,
+                   char err[FR_ERR_LEN])
 {
     memset(st, 0, sizeof *st);
     struct nn_shape *shapes = calloc((size_t)g->ntensors, sizeof *shapes);
     if (!shapes) return fr_fail(err, FR_ENOMEM, "out of memory");
-    int rc = nn_graph_shapes(g, NULL, shapes, err);
+    int rc = nn_graph_shapes(g, input, shapes, err);
     for (int i = 0; i < g->ntensors && !rc; i++)
         if (g->tensors[i].data && g->tensors[i].type == NN_F32)
             st->params += nn_shape_count(&g->tensors[i].shape);

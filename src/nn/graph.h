@@ -40,6 +40,7 @@ enum nn_op {
     NN_OP_SUM,
     NN_OP_SOFTMAX, /* over the last axis; from TFLite SOFTMAX (beta 1) or fused */
     NN_OP_PRELU,   /* fused only: in[1] is a per-channel slope over the last axis */
+    NN_OP_SIGMOID, /* fused only: from a two-class softmax */
     NN_OP_COUNT
 };
 
@@ -113,17 +114,25 @@ void *nn_alloc_aligned(size_t nbytes);
 int nn_graph_shapes(const struct nn_graph *g, const struct nn_shape *inputs,
                     struct nn_shape *shapes, char err[FR_ERR_LEN]) FR_MUST_USE;
 
-/* Fills stats for the declared input shape. Returns nn_graph_shapes' errors. */
-int nn_graph_stats(const struct nn_graph *g, struct nn_stats *stats,
+/* Fills stats for the given input shape (NULL: the declared one). Returns nn_graph_shapes'
+ * errors. */
+int nn_graph_stats(const struct nn_graph *g, const struct nn_shape *input, struct nn_stats *stats,
                    char err[FR_ERR_LEN]) FR_MUST_USE;
 
 /* Rewrites the split-up forms these models use into single nodes:
  *   relu(x) + a * -relu(-x)      -> PRELU(x, a)       (MTCNN)
  *   relu(x) + c * (x - |x|)      -> PRELU(x, 2c)      (MobileFaceNet)
  *   exp(x - max(x)) / sum(exp(..)) over the last axis  -> SOFTMAX(x)
+ *   SOFTMAX over 2 classes of a linear layer z = Wx + b -> SIGMOID(W'x + b') with
+ *   W' = [W0 - W1; W1 - W0]: softmax(z)_i = sigmoid(z_i - z_(1-i)), one cheap pass instead of a
+ *   softmax over tiny rows (P-Net's probability map).
  * Only rewrites where the intermediate tensors have no other reader and are not graph outputs.
  * Returns the number of rewrites (>= 0) or FR_ENOMEM. */
 int nn_graph_fuse(struct nn_graph *g) FR_MUST_USE;
+
+/* Deletes nodes whose results nothing reads (XNNPACK gives such outputs no memory and aborts).
+ * Returns the number of nodes deleted or FR_ENOMEM. */
+int nn_graph_prune(struct nn_graph *g) FR_MUST_USE;
 
 static inline int64_t nn_shape_count(const struct nn_shape *s)
 {

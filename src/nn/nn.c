@@ -56,6 +56,10 @@ int nn_net_from_graph(struct nn_graph *g, const struct nn_opts *opts, struct nn_
         int n = nn_graph_fuse(g);
         if (n < 0) rc = fr_fail(err, n, "graph fusion failed");
     }
+    if (!rc) {
+        int n = nn_graph_prune(g);
+        if (n < 0) rc = fr_fail(err, n, "graph pruning failed");
+    }
     net->backend = opts->backend;
     if (!rc && net->backend == NN_BACKEND_XNNPACK) {
         if (!nn_xnn_supports(g, NULL) || nn_xnn_init(err) != 0)

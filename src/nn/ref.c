@@ -165,6 +165,7 @@ static void unary(enum nn_op op, const float *x, const float *slope, int64_t cha
         case NN_OP_ABS: y[i] = fabsf(v); break;
         case NN_OP_RELU: y[i] = v > 0 ? v : 0; break;
         case NN_OP_EXP: y[i] = expf(v); break;
+        case NN_OP_SIGMOID: y[i] = (float)(1.0 / (1.0 + exp(-(double)v))); break;
         case NN_OP_PRELU: y[i] = v > 0 ? v : v * slope[i % channels]; break;
         default: y[i] = v; break; /* RESHAPE */
         }
@@ -215,6 +216,7 @@ int nn_ref_run(const struct nn_graph *g, const struct nn_shape *shapes, const fl
         case NN_OP_ABS:
         case NN_OP_RELU:
         case NN_OP_EXP:
+        case NN_OP_SIGMOID:
         case NN_OP_RESHAPE:
         case NN_OP_PRELU:
             unary(nd->op, in[0], in[1], xs->d[xs->ndim - 1], buf[o], nn_shape_count(ys));

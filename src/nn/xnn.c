@@ -109,6 +109,7 @@ static enum xnn_status define_node(xnn_subgraph_t sg, const struct nn_graph *g,
     case NN_OP_ABS: return xnn_define_abs(sg, x, y, 0);
     case NN_OP_RELU: return xnn_define_clamp(sg, 0.0f, INFINITY, x, y, 0);
     case NN_OP_SOFTMAX: return xnn_define_softmax(sg, x, y, 0);
+    case NN_OP_SIGMOID: return xnn_define_sigmoid(sg, x, y, 0);
     case NN_OP_PRELU: return xnn_define_prelu(sg, x, w, y, 0);
     case NN_OP_RESHAPE: {
         size_t dims[NN_MAX_DIMS];
