@@ -430,10 +430,13 @@ static int read_tensor(const struct fb *fb, size_t bstart,
     char *name = NULL;
     if ((rc = fbt_ints(t, 0, NN_MAX_DIMS, dims, &ndim, what))) return rc;
     if ((rc = fbt_u8(t, 1, 0, &type)) || (rc = fbt_scalar(t, 2, 4, 0, &bidx))) return rc;
+    static const char *const type_names[] = {"FLOAT32", "FLOAT16", "INT32", "UINT8",
+                                             "INT64",   "STRING",  "BOOL",  "INT16",
+                                             "COMPLEX64", "INT8",  "FLOAT64"};
     if (type != TFL_FLOAT32 && type != TFL_INT32)
         return fr_fail(fb->err, FR_EUNSUPPORTED,
-                       "model file: %s: tensor type %u unsupported (float32 and int32 only)", what,
-                       type);
+                       "model file: %s: tensor type %s unsupported (float32 and int32 only)", what,
+                       type < sizeof type_names / sizeof *type_names ? type_names[type] : "unknown");
     struct nn_shape s = {.ndim = ndim};
     for (int i = 0; i < ndim; i++) {
         /* -1 may appear for a dynamic batch; everything else must be a sane size */

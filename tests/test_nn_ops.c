@@ -1,0 +1,291 @@
+/* test_nn_ops: every op on XNNPACK equals the reference kernel within tolerance, on random
+ * shapes and parameters (the ggml test-backend-ops idea). Each case is a one- or two-node graph
+ * built in memory, run on both backends without fusion. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "nn/nn.h"
+
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
+
+static uint32_t rnd(void)
+{
+    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+    return (uint32_t)(rng >> 16);
+}
+
+static int rint_(int lo, int hi) /* inclusive */
+{
+    return lo + (int)(rnd() % (uint32_t)(hi - lo + 1));
+}
+
+static float rfloat(void)
+{
+    return (float)(rnd() % 20001) / 10000.0f - 1.0f;
+}
+
+static int add_tensor(struct nn_graph *g, struct nn_shape s, int constant)
+{
+    void *data = NULL;
+    size_t n = (size_t)nn_shape_count(&s);
+    if (constant) {
+        float *f = nn_alloc_aligned(n * sizeof(float));
+        for (size_t i = 0; i < n; i++)
+            f[i] = rfloat();
+        data = f;
+    }
+    char name[32];
+    snprintf(name, sizeof name, "t%d", g->ntensors);
+    int t = nn_graph_add_tensor(g, name, NN_F32, &s, data, data ? n * sizeof(float) : 0);
+    if (t < 0) abort();
+    return t;
+}
+
+static struct nn_graph *new_graph(struct nn_shape in)
+{
+    struct nn_graph *g = calloc(1, sizeof *g);
+    g->nodes = calloc(4, sizeof *g->nodes);
+    g->inputs[0] = add_tensor(g, in, 0);
+    g->ninputs = 1;
+    return g;
+}
+
+static struct nn_node *add_node(struct nn_graph *g, enum nn_op op, int a, int b, int c)
+{
+    struct nn_node *nd = &g->nodes[g->nnodes++];
+    *nd = (struct nn_node){.op = op, .nin = c >= 0 ? 3 : b >= 0 ? 2 : 1, .in = {a, b, c}};
+    nd->stride_h = nd->stride_w = nd->dil_h = nd->dil_w = nd->depth_mult = 1;
+    nd->out = add_tensor(g, (struct nn_shape){1, {1}}, 0); /* shape filled by inference */
+    return nd;
+}
+
+/* Runs g (declared input shape) on both backends and compares every output. Frees g. */
+static void compare(struct nn_graph *g, const char *what)
+{
+    char err[FR_ERR_LEN] = "";
+    g->outputs[0] = g->nodes[g->nnodes - 1].out;
+    g->noutputs = 1;
+    /* declared shapes of the activations come from inference, as a reader would record them */
+    struct nn_shape *shapes = calloc((size_t)g->ntensors, sizeof *shapes);
+    int rc = nn_graph_shapes(g, NULL, shapes, err);
+    CHECK_MSG(rc == 0, "%s: shapes: %s", what, err);
+    if (rc) {
+        free(shapes);
+        nn_graph_free(g);
+        return;
+    }
+    for (int i = 0; i < g->ntensors; i++)
+        g->tensors[i].shape = shapes[i];
+    struct nn_shape in = shapes[g->inputs[0]];
+    free(shapes);
+    size_t n = (size_t)nn_shape_count(&in);
+    float *x = malloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++)
+        x[i] = rfloat() * 2.0f;
+
+    /* the two nets need their own graph: duplicate by building the reference net from a copy */
+    struct nn_graph *copy = calloc(1, sizeof *copy);
+    *copy = *g;
+    copy->tensors = calloc((size_t)g->tensors_cap, sizeof *copy->tensors);
+    copy->nodes = malloc((size_t)g->nnodes * sizeof *copy->nodes);
+    memcpy(copy->nodes, g->nodes, (size_t)g->nnodes * sizeof *copy->nodes);
+    for (int i = 0; i < g->ntensors; i++) {
+        copy->tensors[i] = g->tensors[i];
+        copy->tensors[i].name = strdup(g->tensors[i].name);
+        if (g->tensors[i].data) {
+            copy->tensors[i].data = nn_alloc_aligned(g->tensors[i].nbytes);
+            memcpy(copy->tensors[i].data, g->tensors[i].data, g->tensors[i].nbytes);
+        }
+    }
+    struct nn_opts xo = {.threads = 1, .no_fuse = 1}, ro = {.backend = NN_BACKEND_REF, .no_fuse = 1};
+    struct nn_net *xn = NULL, *rn = NULL;
+    int rc1 = nn_net_from_graph(g, &xo, &xn, err);
+    CHECK_MSG(rc1 == 0, "%s: %s", what, err);
+    int rc2 = nn_net_from_graph(copy, &ro, &rn, err);
+    CHECK_MSG(rc2 == 0, "%s: %s", what, err);
+    if (!rc1 && !rc2) {
+        CHECK_MSG(nn_net_backend(xn) == NN_BACKEND_XNNPACK, "%s: not run on XNNPACK", what);
+        struct nn_output xo_[NN_MAX_IO], ro_[NN_MAX_IO];
+        int e1 = nn_net_run(xn, x, &in, xo_, err);
+        CHECK_MSG(e1 == 0, "%s: xnnpack run: %s", what, err);
+        int e2 = nn_net_run(rn, x, &in, ro_, err);
+        CHECK_MSG(e2 == 0, "%s: reference run: %s", what, err);
+        if (!e1 && !e2) {
+            CHECK(nn_shape_equal(&xo_[0].shape, &ro_[0].shape));
+            size_t m = (size_t)nn_shape_count(&ro_[0].shape);
+            double maxerr = 0, maxref = 1e-30;
+            for (size_t i = 0; i < m; i++) {
+                maxerr = fmax(maxerr, fabs((double)xo_[0].data[i] - ro_[0].data[i]));
+                maxref = fmax(maxref, fabs((double)ro_[0].data[i]));
+            }
+            CHECK_MSG(maxerr / maxref <= 1e-4, "%s: relative error %.3g", what, maxerr / maxref);
+        }
+    }
+    nn_net_close(xn);
+    nn_net_close(rn);
+    free(x);
+}
+
+static struct nn_shape nhwc(int n, int h, int w, int c)
+{
+    return (struct nn_shape){4, {n, h, w, c}};
+}
+
+static void test_conv(int depthwise, int iter)
+{
+    int c = rint_(1, 20), m = depthwise ? rint_(1, 2) : 1, o = depthwise ? c * m : rint_(1, 24);
+    int kh = rint_(1, 5), kw = rint_(1, 5), sh = rint_(1, 2), sw = rint_(1, 2);
+    int dh = rint_(1, 2), dw = rint_(1, 2);
+    int h = rint_((kh - 1) * dh + 1, 20), w = rint_((kw - 1) * dw + 1, 20);
+    struct nn_graph *g = new_graph(nhwc(rint_(1, 2), h, w, c));
+    int wt = add_tensor(g, depthwise ? nhwc(1, kh, kw, o) : nhwc(o, kh, kw, c), 1);
+    int bias = rint_(0, 3) ? add_tensor(g, (struct nn_shape){1, {o}}, 1) : -1;
+    struct nn_node *nd = add_node(g, depthwise ? NN_OP_DEPTHWISE_CONV_2D : NN_OP_CONV_2D,
+                                  g->inputs[0], wt, bias);
+    if (bias < 0) nd->nin = 3; /* optional bias absent: in[2] = -1 */
+    nd->pad = rint_(0, 1) ? NN_PAD_SAME : NN_PAD_VALID;
+    nd->stride_h = sh, nd->stride_w = sw, nd->dil_h = dh, nd->dil_w = dw;
+    nd->depth_mult = m;
+    nd->act = (enum nn_act)rint_(0, 3);
+    char what[160];
+    snprintf(what, sizeof what, "%s #%d in %dx%dx%d k%dx%d s%d,%d d%d,%d %s act%d o%d",
+             depthwise ? "depthwise" : "conv", iter, h, w, c, kh, kw, sh, sw, dh, dw,
+             nd->pad == NN_PAD_SAME ? "same" : "valid", nd->act, o);
+    compare(g, what);
+}
+
+static void test_fc(int iter)
+{
+    int rows = rint_(1, 4), in = rint_(1, 64), out = rint_(1, 40);
+    struct nn_graph *g = new_graph((struct nn_shape){4, {rows, 1, 1, in}});
+    int wt = add_tensor(g, (struct nn_shape){2, {out, in}}, 1);
+    int b = add_tensor(g, (struct nn_shape){1, {out}}, 1);
+    struct nn_node *nd = add_node(g, NN_OP_FULLY_CONNECTED, g->inputs[0], wt, b);
+    nd->act = (enum nn_act)rint_(0, 1);
+    char what[64];
+    snprintf(what, sizeof what, "fully connected #%d %dx%d->%d", iter, rows, in, out);
+    compare(g, what);
+}
+
+static void test_pool(int iter)
+{
+    int fh = rint_(1, 3), fw = rint_(1, 3), s = rint_(1, 2);
+    if (fh * fw == 1) fw = 2; /* XNNPACK rejects a 1x1 pooling window (it is a copy) */
+    struct nn_graph *g = new_graph(nhwc(rint_(1, 2), rint_(fh, 17), rint_(fw, 17), rint_(1, 12)));
+    struct nn_node *nd = add_node(g, NN_OP_MAX_POOL_2D, g->inputs[0], -1, -1);
+    nd->filter_h = fh, nd->filter_w = fw, nd->stride_h = nd->stride_w = s;
+    nd->pad = rint_(0, 1) ? NN_PAD_SAME : NN_PAD_VALID;
+    char what[64];
+    snprintf(what, sizeof what, "max pool #%d %dx%d s%d", iter, fh, fw, s);
+    compare(g, what);
+}
+
+/* Binary ops: with a broadcast constant, and with two activations. */
+static void test_binary(enum nn_op op, int iter)
+{
+    struct nn_shape s = nhwc(rint_(1, 2), rint_(1, 9), rint_(1, 9), rint_(1, 16));
+    struct nn_graph *g = new_graph(s);
+    int other;
+    if (iter % 2) {
+        struct nn_shape cs = {1, {s.d[3]}};
+        other = add_tensor(g, cs, 1);
+        if (op == NN_OP_DIV) { /* keep divisors away from zero */
+            float *f = g->tensors[other].data;
+            for (int i = 0; i < s.d[3]; i++)
+                f[i] = f[i] >= 0 ? f[i] + 0.5f : f[i] - 0.5f;
+        }
+    } else {
+        struct nn_node *a = add_node(g, op == NN_OP_DIV ? NN_OP_SIGMOID : NN_OP_ABS,
+                                     g->inputs[0], -1, -1);
+        other = a->out;
+    }
+    struct nn_node *nd = add_node(g, op, g->inputs[0], other, -1);
+    nd->act = (enum nn_act)rint_(0, 3);
+    char what[64];
+    snprintf(what, sizeof what, "%s #%d %s", nn_op_name(op), iter,
+             iter % 2 ? "constant" : "activations");
+    compare(g, what);
+}
+
+static void test_unary(enum nn_op op, int iter)
+{
+    struct nn_shape s = rint_(0, 1) ? nhwc(rint_(1, 2), rint_(1, 9), rint_(1, 9), rint_(1, 16))
+                                    : (struct nn_shape){2, {rint_(1, 4), rint_(1, 30)}};
+    struct nn_graph *g = new_graph(s);
+    int slope = -1;
+    if (op == NN_OP_PRELU) slope = add_tensor(g, (struct nn_shape){1, {s.d[s.ndim - 1]}}, 1);
+    struct nn_node *nd = add_node(g, op, g->inputs[0], slope, -1);
+    if (op == NN_OP_RESHAPE) nd->new_shape = (struct nn_shape){2, {-1, s.d[s.ndim - 1]}};
+    char what[64];
+    snprintf(what, sizeof what, "%s #%d", nn_op_name(op), iter);
+    compare(g, what);
+}
+
+/* Ops XNNPACK lacks: the net falls back to the reference kernels and still runs. */
+static void test_fallback(void)
+{
+    char err[FR_ERR_LEN];
+    struct nn_graph *g = new_graph((struct nn_shape){2, {3, 5}});
+    struct nn_node *e = add_node(g, NN_OP_EXP, g->inputs[0], -1, -1);
+    int axis_t;
+    {
+        int32_t *ax = nn_alloc_aligned(4);
+        *ax = -1;
+        struct nn_shape s1 = {1, {1}};
+        axis_t = nn_graph_add_tensor(g, "axis", NN_I32, &s1, ax, 4);
+    }
+    struct nn_node *sum = add_node(g, NN_OP_SUM, e->out, axis_t, -1);
+    sum->keep_dims = 1;
+    g->outputs[0] = sum->out;
+    g->noutputs = 1;
+    struct nn_shape shapes[8];
+    CHECK(nn_graph_shapes(g, NULL, shapes, err) == 0);
+    for (int i = 0; i < g->ntensors; i++)
+        g->tensors[i].shape = shapes[i];
+    struct nn_net *net;
+    struct nn_opts o = {.threads = 1, .no_fuse = 1};
+    CHECK(nn_net_from_graph(g, &o, &net, err) == 0);
+    CHECK(nn_net_backend(net) == NN_BACKEND_REF);
+    float x[15];
+    for (int i = 0; i < 15; i++)
+        x[i] = (float)i / 10.0f;
+    struct nn_shape in = {2, {3, 5}};
+    struct nn_output out[NN_MAX_IO];
+    CHECK(nn_net_run(net, x, &in, out, err) == 0);
+    for (int r = 0; r < 3; r++) {
+        double s = 0;
+        for (int i = 0; i < 5; i++)
+            s += exp(x[r * 5 + i]);
+        CHECK(fabs(out[0].data[r] - s) < 1e-4 * s);
+    }
+    /* a shape the graph cannot take is an error, not a crash */
+    struct nn_shape bad = {2, {3, 6}};
+    CHECK(nn_net_run(net, x, &bad, out, err) == FR_EINVAL);
+    nn_net_close(net);
+}
+
+int main(void)
+{
+    for (int i = 0; i < 60; i++)
+        test_conv(0, i);
+    for (int i = 0; i < 60; i++)
+        test_conv(1, i);
+    for (int i = 0; i < 20; i++)
+        test_fc(i);
+    for (int i = 0; i < 20; i++)
+        test_pool(i);
+    static const enum nn_op binary[] = {NN_OP_ADD, NN_OP_SUB, NN_OP_MUL, NN_OP_DIV};
+    for (int k = 0; k < 4; k++)
+        for (int i = 0; i < 8; i++)
+            test_binary(binary[k], i);
+    static const enum nn_op unary[] = {NN_OP_NEG,     NN_OP_ABS,     NN_OP_RELU,   NN_OP_PRELU,
+                                       NN_OP_SOFTMAX, NN_OP_SIGMOID, NN_OP_RESHAPE};
+    for (int k = 0; k < 7; k++)
+        for (int i = 0; i < 6; i++)
+            test_unary(unary[k], i);
+    test_fallback();
+    return check_done();
+}
