@@ -31,7 +31,7 @@ TEST_BIN  := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TEST_SH   := $(sort $(wildcard tests/test_*.sh))
 FUZZ_SRC  := $(sort $(wildcard fuzz/fuzz_*.c))
 
-.PHONY: all deps models run test test-unit bench fuzz clean format smoke
+.PHONY: all deps models fixtures run test test-unit bench fuzz clean format smoke
 all: $(BUILD)/facerec
 
 $(BUILD)/obj/%.o: %.c
@@ -57,13 +57,17 @@ models: deps
 
 # The service (facerec serve) arrives with the HTTP API; until then `make run` sets everything
 # up and shows the models the engine reads.
+# Test photos that are not ours to commit (face-api's demo group photos), checked by sha256.
+fixtures: deps
+	@scripts/fixtures.sh
+
 run: deps models
 	@$(MAKE) --no-print-directory all
 	@for m in pnet rnet onet MobileFaceNet; do $(BUILD)/facerec nn info $(MODELS)/$$m.tflite; echo; done
 	@echo "facerec is built and its models are in place; the HTTP service is not written yet."
 
 # The whole suite: unit and integration tests, then the same under ASan+UBSan (CI runs this).
-test: deps models
+test: deps models fixtures
 	@$(MAKE) --no-print-directory test-unit
 	@$(MAKE) --no-print-directory test-unit SANITIZE=1
 
