@@ -12,7 +12,7 @@ MODELS    ?= $(if $(FACEREC_MODELS),$(FACEREC_MODELS),models)
 
 PKGS      := libjpeg libpng libwebp libwebpdemux
 CPPFLAGS  += -Isrc -D_GNU_SOURCE
-CFLAGS    ?= -O2 -g
+CFLAGS    ?= -O3 -g
 CFLAGS    += -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-missing-field-initializers
 LDLIBS    += -lXNNPACK -lpthreadpool -lcpuinfo -lpthread -lm
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)

@@ -341,7 +341,7 @@ static void cmyk_to_rgb(const uint8_t *in, uint8_t *out, size_t w, int inverted)
 
 /* Decodes into c->px; on return c holds everything to free. *w, *h set on success. */
 static int jpeg_run(struct jpeg_ctx *c, const uint8_t *buf, size_t len,
-                    const struct image_limits *lim, int *w, int *h, char *err)
+                    const struct image_limits *lim, int min_side, int *w, int *h, char *err)
 {
     if (setjmp(c->jmp)) {
         switch (c->code) {
@@ -392,11 +392,21 @@ static int jpeg_run(struct jpeg_ctx *c, const uint8_t *buf, size_t len,
                       ? lim->max_pixels * 8 + JPEG_MEM_SLACK
                       : INT64_MAX;
     ci->mem->max_memory_to_use = mem < LONG_MAX ? (long)mem : LONG_MAX;
+    /* Decoding at 1/2, 1/4 or 1/8 in the DCT domain is several times faster than decoding in
+     * full and shrinking after: take the smallest that keeps the longest side >= min_side. */
+    unsigned longest = ci->image_width > ci->image_height ? ci->image_width : ci->image_height;
+    unsigned denom = 1;
+    while (min_side > 0 && denom < 8 && longest / (denom * 2) >= (unsigned)min_side)
+        denom *= 2;
+    ci->scale_num = 1;
+    ci->scale_denom = denom;
+    jpeg_calc_output_dimensions(ci);
+    JDIMENSION want_w = ci->output_width, want_h = ci->output_height;
 
     jpeg_start_decompress(ci);
     c->started = 1;
     int ow = (int)ci->output_width, oh = (int)ci->output_height;
-    if (ci->output_width != ci->image_width || ci->output_height != ci->image_height ||
+    if (ci->output_width != want_w || ci->output_height != want_h ||
         ci->output_components != (cmyk ? 4 : 3))
         return fr_fail(err, FR_EBACKEND, "libjpeg produced an unexpected %ux%u x%d output",
                        ci->output_width, ci->output_height, ci->output_components);
@@ -421,7 +431,7 @@ static int jpeg_run(struct jpeg_ctx *c, const uint8_t *buf, size_t len,
 }
 
 static int decode_jpeg(const uint8_t *buf, size_t len, const struct image_limits *lim,
-                       struct image *out, char *err)
+                       int min_side, struct image *out, char *err)
 {
 #if SIZE_MAX > ULONG_MAX
     if (len > ULONG_MAX)
@@ -430,7 +440,7 @@ static int decode_jpeg(const uint8_t *buf, size_t len, const struct image_limits
     struct jpeg_ctx *c = calloc(1, sizeof *c); /* ~1 KB of jmp_buf and structs: keep off stack */
     if (!c) return fr_fail(err, FR_ENOMEM, "out of memory");
     int w = 0, h = 0;
-    int rc = jpeg_run(c, buf, len, lim, &w, &h, err);
+    int rc = jpeg_run(c, buf, len, lim, min_side, &w, &h, err);
     jpeg_destroy_decompress(&c->cinfo); /* safe on a struct never created: mem is NULL */
     free(c->row);
     if (rc == 0) {
@@ -669,6 +679,12 @@ static const char *other_format(const uint8_t *b, size_t len)
 int image_decode(const uint8_t *buf, size_t len, const struct image_limits *lim, struct image *out,
                  char err[FR_ERR_LEN])
 {
+    return image_decode_reduced(buf, len, lim, 0, out, err);
+}
+
+int image_decode_reduced(const uint8_t *buf, size_t len, const struct image_limits *lim,
+                         int min_side, struct image *out, char err[FR_ERR_LEN])
+{
     struct image_limits def = IMAGE_LIMITS_DEFAULT;
     if (!lim) lim = &def;
     if (!out || (!buf && len)) return fr_fail(err, FR_EINVAL, "image_decode: no buffer");
@@ -681,7 +697,7 @@ int image_decode(const uint8_t *buf, size_t len, const struct image_limits *lim,
                        len, lim->max_bytes);
 
     if (len >= 3 && buf[0] == 0xFF && buf[1] == 0xD8 && buf[2] == 0xFF)
-        return decode_jpeg(buf, len, lim, out, err);
+        return decode_jpeg(buf, len, lim, min_side, out, err);
     if (len >= 8 && memcmp(buf, "\x89PNG\r\n\x1a\n", 8) == 0)
         return decode_png(buf, len, lim, out, err);
     if (len >= 12 && memcmp(buf, "RIFF", 4) == 0 && memcmp(buf + 8, "WEBP", 4) == 0)

@@ -83,6 +83,12 @@ void image_free(struct image *img);
 int image_decode(const uint8_t *buf, size_t len, const struct image_limits *lim, struct image *out,
                  char err[FR_ERR_LEN]) FR_MUST_USE;
 
+/* As image_decode, but a JPEG may be decoded at 1/2, 1/4 or 1/8 of its size (in the DCT domain,
+ * several times faster) as long as its longest side stays >= min_side; 0 decodes in full. Other
+ * formats decode in full. Caps apply to the stored size. */
+int image_decode_reduced(const uint8_t *buf, size_t len, const struct image_limits *lim,
+                         int min_side, struct image *out, char err[FR_ERR_LEN]) FR_MUST_USE;
+
 /* Reads the file at path (at most lim->max_bytes of it) and decodes it with image_decode().
  * Returns 0 or the image_decode() errors, plus FR_ENOTFOUND if the file does not exist,
  * FR_EIO if it cannot be read, and FR_ETOOBIG if it is larger than lim->max_bytes. */

@@ -17,6 +17,7 @@
 
 #define MAX_PROPOSALS 4096 /* boxes kept after P-Net, by score */
 #define MAX_BATCH 64       /* R-Net and O-Net crops per call (batch sizes are powers of two) */
+#define MAX_LEVELS 48      /* pyramid levels (factor 0.95 on a 100000-pixel side stays below) */
 
 struct cand {
     float b[4], score, reg[4], lm[10];
@@ -27,10 +28,37 @@ struct cands {
     int n, cap;
 };
 
+/* A grow-only float buffer: big scratch memory is reused across detections, not allocated
+ * (and page-faulted in) again for every photo. */
+struct scratch {
+    float *p;
+    size_t cap; /* floats */
+};
+
+/* One pyramid level: the detection image scaled by (sx, sy), stored transposed [ws][hs][3]. */
+struct level {
+    struct scratch buf;
+    int ws, hs;
+    double sx, sy;
+};
+
 struct mtcnn {
     struct nn_net *pnet, *rnet, *onet;
     struct mtcnn_timing t;
+    struct scratch work, crops;
+    struct level levels[MAX_LEVELS];
+    int nlevels;
 };
+
+/* buf grown to hold n floats; NULL when out of memory (the old contents are not kept). */
+static float *scratch_get(struct scratch *s, size_t n)
+{
+    if (n <= s->cap) return s->p;
+    free(s->p);
+    s->p = malloc(n * sizeof(float));
+    s->cap = s->p ? n : 0;
+    return s->p;
+}
 
 static double now_ms(void)
 {
@@ -66,6 +94,10 @@ void mtcnn_close(struct mtcnn *m)
     nn_net_close(m->pnet);
     nn_net_close(m->rnet);
     nn_net_close(m->onet);
+    free(m->work.p);
+    free(m->crops.p);
+    for (int i = 0; i < MAX_LEVELS; i++)
+        free(m->levels[i].buf.p);
     free(m);
 }
 
@@ -150,41 +182,45 @@ static void drop_degenerate(struct cands *c)
     c->n = k;
 }
 
-/* Stage 1: P-Net over the pyramid of src (detection image), proposals into out. */
+/* Stage 1: P-Net over the pyramid of src (detection image), proposals into out. The levels stay
+ * in m->levels for the crops of the later stages. */
 static int stage_pnet(struct mtcnn *m, const struct warp_src *src, const struct mtcnn_opts *o,
                       struct cands *out, char err[FR_ERR_LEN])
 {
     double scale = 12.0 / o->min_face;
     int rc = 0;
-    float *prev = NULL, *cur = NULL;
-    int pw = 0, ph = 0;
     struct cands level = {0};
-    while (!rc && fmin(src->w, src->h) * scale >= 12.0) {
+    m->nlevels = 0;
+    while (!rc && fmin(src->w, src->h) * scale >= 12.0 && m->nlevels < MAX_LEVELS) {
+        struct level *lv = &m->levels[m->nlevels];
         int ws = (int)ceil(src->w * scale), hs = (int)ceil(src->h * scale);
-        cur = malloc((size_t)ws * hs * 3 * sizeof(float));
+        float *cur = scratch_get(&lv->buf, (size_t)ws * hs * 3);
         if (!cur) {
             rc = fr_fail(err, FR_ENOMEM, "out of memory for the pyramid");
             break;
         }
         double t0 = now_ms();
-        if (!prev) {
+        if (m->nlevels == 0) {
             rc = warp_resize(src, 0, 0, src->w, src->h, ws, hs, 1, cur);
-        } else { /* from the previous level, itself transposed: a view [pw][ph] */
-            struct warp_src v = {ph, pw, NULL, prev};
-            rc = warp_resize(&v, 0, 0, ph, pw, hs, ws, 0, cur);
+        } else { /* from the previous level, itself transposed: a view [ws'][hs'] */
+            const struct level *pv = lv - 1;
+            struct warp_src v = {pv->hs, pv->ws, NULL, pv->buf.p};
+            rc = warp_resize(&v, 0, 0, pv->hs, pv->ws, hs, ws, 0, cur);
         }
         m->t.prepare += now_ms() - t0;
         if (rc) {
             fr_fail(err, rc, "pyramid resampling failed");
             break;
         }
+        lv->ws = ws, lv->hs = hs;
+        lv->sx = (double)ws / src->w, lv->sy = (double)hs / src->h; /* actual, after rounding */
+        m->nlevels++;
         t0 = now_ms();
         struct nn_shape shape = {4, {1, ws, hs, 3}};
         struct nn_output po[NN_MAX_IO];
         if ((rc = nn_net_run(m->pnet, cur, &shape, po, err))) break;
         m->t.pnet += now_ms() - t0;
         int ow = po[0].shape.d[1], oh = po[0].shape.d[2];
-        double sx = (double)ws / src->w, sy = (double)hs / src->h; /* actual, after rounding */
         level.n = 0;
         for (int x = 0; x < ow && !rc; x++)
             for (int y = 0; y < oh && !rc; y++) {
@@ -192,8 +228,8 @@ static int stage_pnet(struct mtcnn *m, const struct warp_src *src, const struct 
                 float p = po[0].data[k * 2 + 1];
                 if (!(p >= o->thresh[0])) continue;
                 struct cand c = {.score = p};
-                c.b[0] = (float)(2 * x / sx), c.b[1] = (float)(2 * y / sy);
-                c.b[2] = (float)((2 * x + 12) / sx), c.b[3] = (float)((2 * y + 12) / sy);
+                c.b[0] = (float)(2 * x / lv->sx), c.b[1] = (float)(2 * y / lv->sy);
+                c.b[2] = (float)((2 * x + 12) / lv->sx), c.b[3] = (float)((2 * y + 12) / lv->sy);
                 memcpy(c.reg, po[1].data + k * 4, sizeof c.reg);
                 rc = push(&level, &c);
             }
@@ -204,13 +240,8 @@ static int stage_pnet(struct mtcnn *m, const struct warp_src *src, const struct 
         nms(&level, 0.5f, 0);
         for (int i = 0; i < level.n && !rc; i++)
             rc = push(out, &level.v[i]);
-        free(prev);
-        prev = cur, pw = ws, ph = hs;
-        cur = NULL;
         scale *= o->factor;
     }
-    free(prev);
-    free(cur);
     free(level.v);
     if (rc) return rc;
     nms(out, 0.7f, 0);
@@ -223,12 +254,30 @@ static int stage_pnet(struct mtcnn *m, const struct warp_src *src, const struct 
     return 0;
 }
 
+/* Crops box b (detection-image pixels) to size x size, transposed, into dst: from the smallest
+ * pyramid level that still has the box at size pixels or more (a cheap, already smoothed
+ * source), or from the detection image itself when no level is large enough. */
+static int crop(const struct mtcnn *m, const struct warp_src *src, const float *b, int size,
+                float *dst)
+{
+    double side = fmax(b[2] - b[0], b[3] - b[1]);
+    const struct level *best = NULL;
+    for (int i = 0; i < m->nlevels; i++)
+        if (side * m->levels[i].sx >= 2 * size) best = &m->levels[i];
+    if (!best) return warp_resize(src, b[0], b[1], b[2], b[3], size, size, 1, dst);
+    /* the level is stored transposed: as an image its rows are x and its columns y, and the
+     * crop of that view, not transposed, is the transposed crop we want */
+    struct warp_src v = {best->hs, best->ws, NULL, best->buf.p};
+    return warp_resize(&v, b[1] * best->sy, b[0] * best->sx, b[3] * best->sy, b[2] * best->sx,
+                       size, size, 0, dst);
+}
+
 /* Stages 2 and 3: crops of size x size through net in batches; keeps those scoring >= thresh
  * with regression (and landmarks for O-Net) filled in. */
-static int stage_refine(struct nn_net *net, const struct warp_src *src, int size, float thresh,
-                        int landmarks, struct cands *c, char err[FR_ERR_LEN])
+static int stage_refine(struct mtcnn *m, struct nn_net *net, const struct warp_src *src, int size,
+                        float thresh, int landmarks, struct cands *c, char err[FR_ERR_LEN])
 {
-    float *in = malloc((size_t)MAX_BATCH * size * size * 3 * sizeof(float));
+    float *in = scratch_get(&m->crops, (size_t)MAX_BATCH * size * size * 3);
     if (!in) return fr_fail(err, FR_ENOMEM, "out of memory for crops");
     int kept = 0, rc = 0;
     for (int start = 0; start < c->n && !rc; start += MAX_BATCH) {
@@ -236,10 +285,10 @@ static int stage_refine(struct nn_net *net, const struct warp_src *src, int size
         while (batch < n)
             batch *= 2;
         size_t one = (size_t)size * size * 3;
-        for (int i = 0; i < n && !rc; i++) {
-            const float *b = c->v[start + i].b;
-            rc = warp_resize(src, b[0], b[1], b[2], b[3], size, size, 1, in + i * one);
-        }
+        double t0 = now_ms();
+        for (int i = 0; i < n && !rc; i++)
+            rc = crop(m, src, c->v[start + i].b, size, in + i * one);
+        m->t.crops += now_ms() - t0;
         if (rc) {
             fr_fail(err, rc, "crop failed");
             break;
@@ -264,7 +313,6 @@ static int stage_refine(struct nn_net *net, const struct warp_src *src, int size
             c->v[kept++] = x; /* kept <= start + i: never overwrites an unread candidate */
         }
     }
-    free(in);
     if (rc) return rc;
     c->n = kept;
     return 0;
@@ -278,7 +326,7 @@ static int cascade(struct mtcnn *m, const struct warp_src *src, const struct mtc
     if (rc) return rc;
     m->t.proposals += c->n;
     double t0 = now_ms();
-    if ((rc = stage_refine(m->rnet, src, 24, o->thresh[1], 0, c, err))) return rc;
+    if ((rc = stage_refine(m, m->rnet, src, 24, o->thresh[1], 0, c, err))) return rc;
     nms(c, 0.7f, 0);
     for (int i = 0; i < c->n; i++) {
         regress(&c->v[i]);
@@ -288,7 +336,7 @@ static int cascade(struct mtcnn *m, const struct warp_src *src, const struct mtc
     m->t.rnet += now_ms() - t0;
     m->t.refined += c->n;
     t0 = now_ms();
-    if ((rc = stage_refine(m->onet, src, 48, o->thresh[2], 1, c, err))) return rc;
+    if ((rc = stage_refine(m, m->onet, src, 48, o->thresh[2], 1, c, err))) return rc;
     for (int i = 0; i < c->n; i++)
         regress(&c->v[i]);
     nms(c, 0.7f, 1);
@@ -324,20 +372,16 @@ static int detect_on(struct mtcnn *m, const struct image *img, const struct mtcn
         int ww = (int)lround(img->w * s), wh = (int)lround(img->h * s);
         if (ww < 1) ww = 1;
         if (wh < 1) wh = 1;
-        work = malloc((size_t)ww * wh * 3 * sizeof(float));
+        work = scratch_get(&m->work, (size_t)ww * wh * 3);
         if (!work) return fr_fail(err, FR_ENOMEM, "out of memory for the detection copy");
         double t0 = now_ms();
         int rc = warp_resize(&src, 0, 0, img->w, img->h, ww, wh, 0, work);
         m->t.prepare += now_ms() - t0;
-        if (rc) {
-            free(work);
-            return fr_fail(err, rc, "downscaling failed");
-        }
+        if (rc) return fr_fail(err, rc, "downscaling failed");
         s = (double)ww / img->w; /* the scale actually used along x (y differs by < 1 px) */
         src = (struct warp_src){ww, wh, NULL, work};
     }
     int rc = cascade(m, &src, o, c, err);
-    free(work);
     if (rc) return rc;
     if (s != 1.0) {
         float inv = (float)(1.0 / s);

@@ -17,11 +17,11 @@ struct mtcnn_opts {
     int min_face;     /* smallest face side searched, in detection pixels (default 20) */
     float factor;     /* pyramid scale step (default 0.709) */
     float thresh[3];  /* P-Net, R-Net, O-Net score thresholds (default 0.6, 0.7, 0.7) */
-    int max_side;     /* detect on a copy no larger than this (default 1024) */
+    int max_side;     /* detect on a copy no larger than this (default 640) */
     int border_retry; /* retry with a border when nothing is found (default 1) */
 };
 
-#define MTCNN_OPTS_DEFAULT {20, 0.709f, {0.6f, 0.7f, 0.7f}, 1024, 1}
+#define MTCNN_OPTS_DEFAULT {20, 0.709f, {0.6f, 0.7f, 0.7f}, 640, 1}
 
 struct face_box {
     float box[4];  /* x1, y1, x2, y2 in image pixels */
@@ -47,7 +47,8 @@ int mtcnn_detect(struct mtcnn *m, const struct image *img, const struct mtcnn_op
 
 /* Timing of the last mtcnn_detect, in milliseconds, by stage. */
 struct mtcnn_timing {
-    double prepare, pnet, rnet, onet;
+    double prepare, pnet, rnet, onet; /* rnet and onet include their crops */
+    double crops;                     /* resampling crops for R-Net and O-Net */
     int proposals, refined; /* boxes into R-Net and into O-Net */
 };
 void mtcnn_last_timing(const struct mtcnn *m, struct mtcnn_timing *t);

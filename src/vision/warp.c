@@ -66,19 +66,31 @@ static int taps_make(struct taps *t, double a, double b, int d)
 }
 
 /* Source row y (normalised floats) into row[0 .. 3 * (x1 - x0)) for columns x0 .. x1 - 1. */
-static void load_row(const struct warp_src *src, int y, int x0, int x1, float *row)
+static void load_row(const struct warp_src *src, int y, int x0, int x1, float *restrict row)
 {
-    for (int x = x0; x < x1; x++, row += 3) {
-        if (y < 0 || y >= src->h || x < 0 || x >= src->w) {
-            row[0] = row[1] = row[2] = BLACK;
-        } else if (src->u8) {
-            const uint8_t *p = src->u8 + ((size_t)y * src->w + x) * 3;
-            row[0] = NORM(p[0]), row[1] = NORM(p[1]), row[2] = NORM(p[2]);
-        } else {
-            const float *p = src->f32 + ((size_t)y * src->w + x) * 3;
-            row[0] = p[0], row[1] = p[1], row[2] = p[2];
-        }
+    int in0 = x0 < 0 ? 0 : x0, in1 = x1 > src->w ? src->w : x1;
+    if (y < 0 || y >= src->h || in0 >= in1) in0 = in1 = x1; /* all outside */
+    float *o = row;
+    for (int x = x0; x < in0; x++, o += 3)
+        o[0] = o[1] = o[2] = BLACK;
+    size_t n = (size_t)(in1 - in0) * 3;
+    if (src->u8) {
+        const uint8_t *restrict p = src->u8 + ((size_t)y * src->w + in0) * 3;
+        for (size_t i = 0; i < n; i++)
+            o[i] = NORM(p[i]);
+    } else if (n) {
+        memcpy(o, src->f32 + ((size_t)y * src->w + in0) * 3, n * sizeof(float));
     }
+    o += n;
+    for (int x = in1; x < x1; x++, o += 3)
+        o[0] = o[1] = o[2] = BLACK;
+}
+
+/* acc[i] += w * row[i]: the hot loop of the vertical pass, written to vectorise. */
+static void axpy(float *restrict acc, const float *restrict row, float w, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        acc[i] += w * row[i];
 }
 
 int warp_resize(const struct warp_src *src, double x0, double y0, double x1, double y1, int dw,
@@ -103,9 +115,7 @@ int warp_resize(const struct warp_src *src, double x0, double y0, double x1, dou
         const float *wy = ty.w + (size_t)j * ty.maxtaps;
         for (int k = 0; k < ty.count[j]; k++) {
             load_row(src, ty.first[j] + k, cx0, cx1, rowbuf);
-            float wk = wy[k];
-            for (size_t q = 0; q < span * 3; q++)
-                acc[q] += wk * rowbuf[q];
+            axpy(acc, rowbuf, wy[k], span * 3);
         }
         /* horizontal pass */
         for (int i = 0; i < dw; i++) {

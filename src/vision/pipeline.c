@@ -1,0 +1,131 @@
+/* pipeline.c: detection, then alignment and embedding of every face. */
+#include "vision/pipeline.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct recognizer {
+    struct recognizer_opts opts;
+    struct mtcnn *det;
+    struct embedder *emb;
+};
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+int recognizer_open(const char *dir, const struct recognizer_opts *opts, struct recognizer **out,
+                    char err[FR_ERR_LEN])
+{
+    *out = NULL;
+    struct recognizer *r = calloc(1, sizeof *r);
+    if (!r) return fr_fail(err, FR_ENOMEM, "out of memory");
+    if (opts) {
+        r->opts = *opts;
+    } else {
+        r->opts.detect = (struct mtcnn_opts)MTCNN_OPTS_DEFAULT;
+        r->opts.threads = 1;
+    }
+    int rc = mtcnn_open(dir, r->opts.threads, &r->det, err);
+    if (!rc) rc = embed_open(dir, r->opts.threads, &r->emb, err);
+    if (rc) {
+        recognizer_close(r);
+        return rc;
+    }
+    *out = r;
+    return 0;
+}
+
+void recognizer_close(struct recognizer *r)
+{
+    if (!r) return;
+    mtcnn_close(r->det);
+    embed_close(r->emb);
+    free(r);
+}
+
+void recognition_free(struct recognition *res)
+{
+    free(res->faces);
+    memset(res, 0, sizeof *res);
+    res->largest = -1;
+}
+
+static float box_area(const struct face_box *f)
+{
+    return (f->box[2] - f->box[0]) * (f->box[3] - f->box[1]);
+}
+
+int recognizer_run(struct recognizer *r, const struct image *img, struct recognition *out,
+                   char err[FR_ERR_LEN])
+{
+    memset(out, 0, sizeof *out);
+    out->largest = -1;
+    struct face_box *boxes = NULL;
+    int n = 0;
+    double t0 = now_ms();
+    int rc = mtcnn_detect(r->det, img, &r->opts.detect, &boxes, &n, err);
+    out->t.detect = now_ms() - t0;
+    if (rc) return rc;
+    if (n > 0 && !(out->faces = calloc((size_t)n, sizeof *out->faces))) {
+        free(boxes);
+        return fr_fail(err, FR_ENOMEM, "out of memory");
+    }
+    t0 = now_ms();
+    for (int i = 0; i < n && !rc; i++) {
+        struct face_result *f = &out->faces[i];
+        f->det = boxes[i];
+        f->similarity = NAN;
+        char why[FR_ERR_LEN];
+        int e = embed_face(r->emb, img, &boxes[i], f->emb, why);
+        if (e == FR_EINVAL) continue; /* degenerate landmarks: a face without an embedding */
+        if (e) rc = fr_fail(err, e, "%s", why);
+        f->has_emb = 1;
+        if (out->largest < 0 || box_area(&f->det) > box_area(&out->faces[out->largest].det))
+            out->largest = i;
+    }
+    out->t.align_embed = now_ms() - t0;
+    out->n = n;
+    free(boxes);
+    if (rc) recognition_free(out);
+    return rc;
+}
+
+const char *recognition_result(const struct recognition *res)
+{
+    if (res->largest < 0) return "No face";
+    const struct face_result *f = &res->faces[res->largest];
+    return f->name[0] ? f->name : "Unknown";
+}
+
+void recognition_json(const struct recognition *res, int with_embeddings, struct buf *b)
+{
+    buf_append(b, "\"result\":", 9);
+    buf_json_str(b, recognition_result(res));
+    buf_append(b, ",\"faces\":[", 10);
+    for (int i = 0; i < res->n; i++) {
+        const struct face_result *f = &res->faces[i];
+        const struct face_box *d = &f->det;
+        buf_printf(b, "%s{\"box\":[%.1f,%.1f,%.1f,%.1f],\"score\":%.4f,\"landmarks\":[", i ? "," : "",
+                   d->box[0], d->box[1], d->box[2], d->box[3], d->score);
+        for (int k = 0; k < 5; k++)
+            buf_printf(b, "%s[%.1f,%.1f]", k ? "," : "", d->lm[2 * k], d->lm[2 * k + 1]);
+        buf_append(b, "],\"name\":", 9);
+        buf_json_str(b, f->name[0] ? f->name : "Unknown");
+        buf_append(b, ",\"similarity\":", 14);
+        buf_json_num(b, f->similarity);
+        if (with_embeddings && f->has_emb) {
+            buf_append(b, ",\"embedding\":[", 14);
+            for (int j = 0; j < EMBED_DIM; j++)
+                buf_printf(b, "%s%.6f", j ? "," : "", f->emb[j]);
+            buf_append(b, "]", 1);
+        }
+        buf_append(b, "}", 1);
+    }
+    buf_append(b, "]", 1);
+}

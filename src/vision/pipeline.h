@@ -1,0 +1,68 @@
+/* pipeline.h: a photo in, every face out: detection, alignment, embedding, and the matching of
+ * each face against a gallery of known people.
+ *
+ *   struct recognizer *r;  recognizer_open("models", NULL, &r, err);
+ *   struct recognition res; recognizer_run(r, &img, &res, err);
+ *   recognition_match(&res, gallery, 0.45f);   // names, or Unknown
+ *   recognition_json(&res, &buf);  ...  recognition_free(&res);
+ *
+ * A recognizer is used by one thread at a time. */
+#ifndef FR_VISION_PIPELINE_H
+#define FR_VISION_PIPELINE_H
+
+#include "util/buf.h"
+#include "util/err.h"
+#include "vision/embed.h"
+#include "vision/image.h"
+#include "vision/mtcnn.h"
+
+/* Cosine similarity at which a face counts as a known person. Chosen on the labelled photos
+ * (same-person pairs >= 0.512, different-person pairs <= 0.402; README): midway. */
+#define RECOGNIZER_THRESHOLD_DEFAULT 0.45f
+#define RECOGNIZER_NAME_MAX 128
+
+struct recognizer_opts {
+    struct mtcnn_opts detect;
+    int threads; /* engine threads (default 1) */
+};
+
+struct face_result {
+    struct face_box det;
+    float emb[EMBED_DIM];
+    int has_emb;                         /* 0 when alignment failed (degenerate landmarks) */
+    char name[RECOGNIZER_NAME_MAX + 1]; /* best match, or "" when unknown or unmatched */
+    float similarity;                   /* to the best match; NAN before matching */
+};
+
+struct recognition_timing {
+    double detect, align_embed, match; /* milliseconds */
+};
+
+struct recognition {
+    struct face_result *faces; /* sorted by detection score */
+    int n;
+    int largest; /* index of the largest face, -1 when none */
+    struct recognition_timing t;
+};
+
+struct recognizer;
+
+int recognizer_open(const char *model_dir, const struct recognizer_opts *opts,
+                    struct recognizer **out, char err[FR_ERR_LEN]) FR_MUST_USE;
+void recognizer_close(struct recognizer *r);
+
+/* Detects and embeds every face of img into *out (freed with recognition_free, also on error).
+ * Returns 0 or the errors of mtcnn_detect / embed_face. */
+int recognizer_run(struct recognizer *r, const struct image *img, struct recognition *out,
+                   char err[FR_ERR_LEN]) FR_MUST_USE;
+
+void recognition_free(struct recognition *res);
+
+/* The one-line answer: the largest face's name, "Unknown" when it matches no one, "No face". */
+const char *recognition_result(const struct recognition *res);
+
+/* Appends {"result":..., "faces":[{box, score, landmarks, name, similarity}]} members (without
+ * the braces) to b; with_embeddings adds each face's embedding. */
+void recognition_json(const struct recognition *res, int with_embeddings, struct buf *b);
+
+#endif
