@@ -43,8 +43,8 @@ int embed_align(const struct image *img, const struct face_box *face,
     double m[6];
     if (warp_similarity(face->lm, warp_face_template, 5, m))
         return fr_fail(err, FR_EINVAL, "face landmarks are degenerate");
-    warp_affine(img, m, EMBED_SIZE, out);
-    return 0;
+    int rc = warp_affine(img, m, EMBED_SIZE, out);
+    return rc ? fr_fail(err, rc, "face alignment failed") : 0;
 }
 
 int embed_face(struct embedder *e, const struct image *img, const struct face_box *face,

@@ -160,43 +160,86 @@ int warp_similarity(const float *src, const float *dst, int n, double m[6])
     return 0;
 }
 
-static void sample(const struct image *img, double x, double y, float *rgb)
+/* Bilinear sample of a normalised float source at (x, y); black outside. */
+static void sample_f32(const struct warp_src *src, float x, float y, float *rgb)
 {
-    double fx = floor(x), fy = floor(y);
+    float fx = floorf(x), fy = floorf(y), ax = x - fx, ay = y - fy;
     int x0 = (int)fx, y0 = (int)fy;
-    double ax = x - fx, ay = y - fy;
-    double acc[3] = {0, 0, 0};
+    rgb[0] = rgb[1] = rgb[2] = 0;
     for (int dy = 0; dy < 2; dy++)
         for (int dx = 0; dx < 2; dx++) {
             int xx = x0 + dx, yy = y0 + dy;
-            if (xx < 0 || yy < 0 || xx >= img->w || yy >= img->h) continue; /* black */
-            double w = (dx ? ax : 1 - ax) * (dy ? ay : 1 - ay);
+            float w = (dx ? ax : 1 - ax) * (dy ? ay : 1 - ay);
+            if (xx < 0 || yy < 0 || xx >= src->w || yy >= src->h) {
+                rgb[0] += w * BLACK, rgb[1] += w * BLACK, rgb[2] += w * BLACK;
+                continue;
+            }
+            const float *p = src->f32 + ((size_t)yy * src->w + xx) * 3;
+            rgb[0] += w * p[0], rgb[1] += w * p[1], rgb[2] += w * p[2];
+        }
+}
+
+/* Bilinear sample of the u8 image at (x, y), normalised; black outside. */
+static void sample_u8(const struct image *img, float x, float y, float *rgb)
+{
+    float fx = floorf(x), fy = floorf(y), ax = x - fx, ay = y - fy;
+    int x0 = (int)fx, y0 = (int)fy;
+    float acc[3] = {0, 0, 0};
+    for (int dy = 0; dy < 2; dy++)
+        for (int dx = 0; dx < 2; dx++) {
+            int xx = x0 + dx, yy = y0 + dy;
+            if (xx < 0 || yy < 0 || xx >= img->w || yy >= img->h) continue; /* black: p = 0 */
+            float w = (dx ? ax : 1 - ax) * (dy ? ay : 1 - ay);
             const uint8_t *p = img->px + ((size_t)yy * img->w + xx) * 3;
             acc[0] += w * p[0], acc[1] += w * p[1], acc[2] += w * p[2];
         }
-    rgb[0] = (float)acc[0], rgb[1] = (float)acc[1], rgb[2] = (float)acc[2];
+    rgb[0] = NORM(acc[0]), rgb[1] = NORM(acc[1]), rgb[2] = NORM(acc[2]);
 }
 
-void warp_affine(const struct image *img, const double m[6], int size, float *dst)
+int warp_affine(const struct image *img, const double m[6], int size, float *dst)
 {
-    /* inverse of [c -s tx; s c ty] */
+    /* inverse of [c -s tx; s c ty]: output pixel -> image coordinates */
     double det = m[0] * m[4] - m[1] * m[3];
+    if (!(fabs(det) > 1e-12)) return FR_EINVAL;
     double i0 = m[4] / det, i1 = -m[1] / det, i3 = -m[3] / det, i4 = m[0] / det;
     double i2 = -(i0 * m[2] + i1 * m[5]), i5 = -(i3 * m[2] + i4 * m[5]);
-    double shrink = sqrt(fabs(det)); /* output pixels per source pixel */
-    int k = shrink < 0.5 ? (int)ceil(1.0 / shrink) : 1;
-    if (k > 8) k = 8;
+    double shrink = sqrt(fabs(det)); /* output pixels per image pixel */
+    if (shrink >= 0.5) {
+        for (int y = 0; y < size; y++)
+            for (int x = 0; x < size; x++)
+                sample_u8(img, (float)(i0 * x + i1 * y + i2), (float)(i3 * x + i4 * y + i5),
+                          dst + ((size_t)y * size + x) * 3);
+        return 0;
+    }
+    /* Shrinking by 2x or more: first average the face's area down to 4/3 of the output scale
+     * (separable, cheap), then warp that bilinearly, so every image pixel counts once. */
+    double bx0 = INFINITY, by0 = INFINITY, bx1 = -INFINITY, by1 = -INFINITY;
+    for (int c = 0; c < 4; c++) {
+        double ox = c & 1 ? size : -1, oy = c & 2 ? size : -1;
+        double ix = i0 * ox + i1 * oy + i2, iy = i3 * ox + i4 * oy + i5;
+        bx0 = fmin(bx0, ix), bx1 = fmax(bx1, ix), by0 = fmin(by0, iy), by1 = fmax(by1, iy);
+    }
+    bx0 = floor(bx0), by0 = floor(by0), bx1 = ceil(bx1), by1 = ceil(by1);
+    double p = shrink / 0.75; /* temp pixels per image pixel */
+    int tw = (int)ceil((bx1 - bx0) * p), th = (int)ceil((by1 - by0) * p);
+    if (tw < 1 || th < 1 || (int64_t)tw * th > (int64_t)16 * size * size) return FR_EINVAL;
+    float *tmp = malloc((size_t)tw * th * 3 * sizeof(float));
+    if (!tmp) return FR_ENOMEM;
+    struct warp_src src = warp_src_image(img);
+    double px = tw / (bx1 - bx0), py = th / (by1 - by0); /* actual, after rounding */
+    int rc = warp_resize(&src, bx0, by0, bx1, by1, tw, th, 0, tmp);
+    if (rc) {
+        free(tmp);
+        return rc;
+    }
+    /* image coordinate u maps to temp coordinate (u - bx0 + 0.5) * px - 0.5 */
+    struct warp_src t = {tw, th, NULL, tmp};
     for (int y = 0; y < size; y++)
         for (int x = 0; x < size; x++) {
-            float sum[3] = {0, 0, 0}, rgb[3];
-            for (int sy = 0; sy < k; sy++)
-                for (int sx = 0; sx < k; sx++) {
-                    double ox = x + (sx + 0.5) / k - 0.5, oy = y + (sy + 0.5) / k - 0.5;
-                    sample(img, i0 * ox + i1 * oy + i2, i3 * ox + i4 * oy + i5, rgb);
-                    sum[0] += rgb[0], sum[1] += rgb[1], sum[2] += rgb[2];
-                }
-            float *o = dst + ((size_t)y * size + x) * 3;
-            for (int c = 0; c < 3; c++)
-                o[c] = NORM(sum[c] / (float)(k * k));
+            double ix = i0 * x + i1 * y + i2, iy = i3 * x + i4 * y + i5;
+            sample_f32(&t, (float)((ix - bx0 + 0.5) * px - 0.5), (float)((iy - by0 + 0.5) * py - 0.5),
+                       dst + ((size_t)y * size + x) * 3);
         }
+    free(tmp);
+    return 0;
 }

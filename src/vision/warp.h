@@ -38,8 +38,8 @@ int warp_similarity(const float *src, const float *dst, int n, double m[6]) FR_M
 extern const float warp_face_template[10];
 
 /* Warps img into a size x size normalised RGB float image through the inverse of m (m maps image
- * coordinates to output coordinates), bilinear, black border; when m shrinks by 2x or more,
- * several samples per output pixel are averaged. */
-void warp_affine(const struct image *img, const double m[6], int size, float *dst);
+ * coordinates to output coordinates), bilinear, black border; when m shrinks by 2x or more, the
+ * covered area is averaged first. Returns 0, FR_EINVAL (singular or absurd m), FR_ENOMEM. */
+int warp_affine(const struct image *img, const double m[6], int size, float *dst) FR_MUST_USE;
 
 #endif
