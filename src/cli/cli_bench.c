@@ -254,7 +254,7 @@ static int bench_pipeline(int argc, char **argv)
             struct image img = {0};
             struct recognition res;
             double t0 = now_ms();
-            int rc = image_decode(bytes, (size_t)len, NULL, &img, err);
+            int rc = recognizer_decode(r, bytes, (size_t)len, NULL, &img, err);
             double t1 = now_ms();
             if (!rc) rc = recognizer_run(r, &img, &res, err);
             double t2 = now_ms();

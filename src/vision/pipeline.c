@@ -49,6 +49,12 @@ void recognizer_close(struct recognizer *r)
     free(r);
 }
 
+int recognizer_decode(const struct recognizer *r, const uint8_t *buf, size_t len,
+                      const struct image_limits *lim, struct image *out, char err[FR_ERR_LEN])
+{
+    return image_decode_reduced(buf, len, lim, 2 * r->opts.detect.max_side, out, err);
+}
+
 void recognition_free(struct recognition *res)
 {
     free(res->faces);

@@ -51,6 +51,13 @@ int recognizer_open(const char *model_dir, const struct recognizer_opts *opts,
                     struct recognizer **out, char err[FR_ERR_LEN]) FR_MUST_USE;
 void recognizer_close(struct recognizer *r);
 
+/* Decodes an uploaded photo for this recognizer: a JPEG much larger than detection needs is
+ * decoded reduced in the DCT domain, down to no less than twice the detection size (faces keep
+ * enough pixels for alignment). Errors as image_decode. */
+int recognizer_decode(const struct recognizer *r, const uint8_t *buf, size_t len,
+                      const struct image_limits *lim, struct image *out,
+                      char err[FR_ERR_LEN]) FR_MUST_USE;
+
 /* Detects and embeds every face of img into *out (freed with recognition_free, also on error).
  * Returns 0 or the errors of mtcnn_detect / embed_face. */
 int recognizer_run(struct recognizer *r, const struct image *img, struct recognition *out,
