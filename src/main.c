@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "util/config.h"
 
 #define FACEREC_VERSION "0.1.0"
 
@@ -24,7 +25,7 @@ static int usage(FILE *f)
     fprintf(f, "usage: facerec COMMAND [ARGS]\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].help);
-    fprintf(f, "  %-8s %s\n", "help", "this list");
+    fprintf(f, "  %-8s %s\n", "help", "this list; 'help COMMAND' describes one, 'help config' the settings");
     fprintf(f, "\n'facerec COMMAND --help' describes one command.\n");
     return f == stdout ? 0 : 2;
 }
@@ -33,6 +34,20 @@ int main(int argc, char **argv)
 {
     if (argc < 2) return usage(stderr);
     const char *cmd = argv[1];
+    if (!strcmp(cmd, "help") && argc >= 3 && !strcmp(argv[2], "config")) {
+        enum config_format fmt = CONFIG_HELP;
+        if (argc >= 4 && !strcmp(argv[3], "--env")) fmt = CONFIG_ENV;
+        else if (argc >= 4 && !strcmp(argv[3], "--markdown")) fmt = CONFIG_MARKDOWN;
+        config_print(stdout, fmt);
+        return 0;
+    }
+    if (!strcmp(cmd, "help") && argc >= 3) {
+        for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+            if (!strcmp(argv[2], commands[i].name)) {
+                char *args[] = {argv[2], "--help", NULL};
+                return commands[i].run(2, args);
+            }
+    }
     if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) return usage(stdout);
     if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
         printf("facerec %s\n", FACEREC_VERSION);

@@ -50,6 +50,8 @@ if [ -f "$golden/onet.in.f32" ]; then
 else
     echo "note: $golden is absent: nn run not compared with golden outputs"
 fi
+check ".env.example is what 'help config --env' prints" bash -c "diff -q .env.example <('$bin' help config --env) >/dev/null"
+check "help config lists every setting" bash -c "'$bin' help config | grep -q SQS_VISIBILITY_TIMEOUT_SECONDS"
 json=$("$bin" bench nn --repeat 1 --json)
 check "bench nn --json is JSON with the expected models" node -e "
     const j = JSON.parse(process.argv[1]);
