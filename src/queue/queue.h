@@ -1,0 +1,61 @@
+/* queue.h: the job queue: at-least-once delivery with visibility timeouts, on SQLite or SQS.
+ *
+ * A received message is hidden for a visibility timeout; a worker deletes it when the job is
+ * done. If the worker dies, the message becomes visible again and another worker takes it.
+ * Each receive counts; the worker moves a message received too often to the dead-letter queue.
+ * One interface whatever the backend; a handle is used by one thread at a time. */
+#ifndef FR_QUEUE_QUEUE_H
+#define FR_QUEUE_QUEUE_H
+
+#include "util/config.h"
+#include "util/err.h"
+
+#define QUEUE_BODY_MAX 1024 /* bytes of a message body; longer ones are refused */
+#define QUEUE_RECEIPT_MAX 1024
+
+struct queue_msg {
+    char body[QUEUE_BODY_MAX + 1];
+    char receipt[QUEUE_RECEIPT_MAX + 1]; /* names this receive; stale after a re-receive */
+    int receive_count;                   /* including this receive */
+};
+
+struct queue_counts {
+    long waiting;   /* visible now */
+    long in_flight; /* received and hidden */
+    long delayed;   /* sent with a delay, or made visible later by a retry */
+    long dead;      /* in the dead-letter queue */
+};
+
+struct queue;
+
+/* Opens the configured backend's request queue (and its dead-letter queue), creating them
+ * when missing. Returns 0, FR_EIO / FR_EBACKEND with err set. */
+int queue_open(const struct config *c, struct queue **out, char err[FR_ERR_LEN]) FR_MUST_USE;
+
+/* NULL does nothing. */
+void queue_close(struct queue *q);
+
+/* Sends body (1..QUEUE_BODY_MAX bytes of text), visible after delay_s seconds. */
+int queue_send(struct queue *q, const char *body, int delay_s, char err[FR_ERR_LEN]) FR_MUST_USE;
+
+/* Waits up to wait_s seconds for a message and hides it for visibility_s seconds.
+ * Returns 0 with *m filled, FR_ETIMEOUT when none came, or a backend error. */
+int queue_receive(struct queue *q, int wait_s, int visibility_s, struct queue_msg *m,
+                  char err[FR_ERR_LEN]) FR_MUST_USE;
+
+/* Deletes the received message. A stale receipt (the message was received again since) is
+ * FR_ENOTFOUND: the message belongs to someone else now. */
+int queue_delete(struct queue *q, const char *receipt, char err[FR_ERR_LEN]) FR_MUST_USE;
+
+/* Makes the received message visible again after delay_s seconds (0: now). */
+int queue_retry(struct queue *q, const char *receipt, int delay_s,
+                char err[FR_ERR_LEN]) FR_MUST_USE;
+
+/* Moves the received message to the dead-letter queue. */
+int queue_dead_letter(struct queue *q, const struct queue_msg *m,
+                      char err[FR_ERR_LEN]) FR_MUST_USE;
+
+/* Approximate counts, for /health, metrics and the autoscaler. */
+int queue_counts(struct queue *q, struct queue_counts *counts, char err[FR_ERR_LEN]) FR_MUST_USE;
+
+#endif

@@ -1,0 +1,249 @@
+/* queue_sqlite.c: the embedded queue: one SQLite database (WAL) under DATA_DIR, shared by any
+ * number of processes. A message is a row; receiving claims the oldest visible row by moving its
+ * visible_at into the future and giving it a fresh receipt, in one conditional UPDATE, so two
+ * workers never both get it. Long polling re-checks with short sleeps (1 to 8 ms).
+ *
+ * Durability: WAL with synchronous=NORMAL survives any process crash; an operating system crash
+ * may lose the last commits. */
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sqlite3.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "queue/backend.h"
+
+struct sq {
+    sqlite3 *db;
+    char name[96], dlq[104];
+    sqlite3_stmt *peek, *claim, *insert, *del, *retry, *dead, *counts, *dead_count;
+};
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int db_fail(struct sq *q, const char *what, char *err)
+{
+    return fr_fail(err, FR_EBACKEND, "queue database: %s: %s", what, sqlite3_errmsg(q->db));
+}
+
+static int step_done(struct sq *q, sqlite3_stmt *st, const char *what, char *err)
+{
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : db_fail(q, what, err);
+}
+
+static int sq_send(void *impl, const char *body, int delay_s, char *err)
+{
+    struct sq *q = impl;
+    long long now = now_ms();
+    sqlite3_bind_text(q->insert, 1, q->name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q->insert, 2, body, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(q->insert, 3, now + (long long)delay_s * 1000);
+    sqlite3_bind_int64(q->insert, 4, now);
+    return step_done(q, q->insert, "send", err);
+}
+
+/* One attempt: 1 when a message was claimed into m, 0 when none is visible, < 0 on error. */
+static int try_claim(struct sq *q, int visibility_s, struct queue_msg *m, char *err)
+{
+    for (int attempt = 0; attempt < 8; attempt++) {
+        long long now = now_ms();
+        sqlite3_bind_text(q->peek, 1, q->name, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(q->peek, 2, now);
+        int rc = sqlite3_step(q->peek);
+        if (rc == SQLITE_DONE) {
+            sqlite3_reset(q->peek);
+            return 0;
+        }
+        if (rc != SQLITE_ROW) {
+            sqlite3_reset(q->peek);
+            return db_fail(q, "receive", err);
+        }
+        long long id = sqlite3_column_int64(q->peek, 0);
+        sqlite3_reset(q->peek);
+        uint64_t nonce;
+        if (getrandom(&nonce, sizeof nonce, 0) != sizeof nonce) nonce = (uint64_t)now ^ (uint64_t)id;
+        char receipt[64];
+        snprintf(receipt, sizeof receipt, "%lld.%016llx", id, (unsigned long long)nonce);
+        /* the claim succeeds only if nobody else claimed the row since the peek */
+        sqlite3_bind_int64(q->claim, 1, now + (long long)visibility_s * 1000);
+        sqlite3_bind_text(q->claim, 2, receipt, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(q->claim, 3, id);
+        sqlite3_bind_int64(q->claim, 4, now);
+        rc = sqlite3_step(q->claim);
+        if (rc == SQLITE_ROW) {
+            const unsigned char *body = sqlite3_column_text(q->claim, 0);
+            snprintf(m->body, sizeof m->body, "%s", body ? (const char *)body : "");
+            m->receive_count = sqlite3_column_int(q->claim, 1);
+            snprintf(m->receipt, sizeof m->receipt, "%s", receipt);
+            sqlite3_reset(q->claim);
+            return 1;
+        }
+        sqlite3_reset(q->claim);
+        if (rc != SQLITE_DONE) return db_fail(q, "receive", err);
+        /* lost the race for that row: look again */
+    }
+    return 0;
+}
+
+static int sq_receive(void *impl, int wait_s, int visibility_s, struct queue_msg *m, char *err)
+{
+    struct sq *q = impl;
+    long long deadline = now_ms() + (long long)wait_s * 1000;
+    int sleep_ms = 1;
+    for (;;) {
+        int rc = try_claim(q, visibility_s, m, err);
+        if (rc < 0) return rc;
+        if (rc == 1) return 0;
+        long long left = deadline - now_ms();
+        if (left <= 0) return fr_fail(err, FR_ETIMEOUT, "no message within %d s", wait_s);
+        long long nap = sleep_ms < left ? sleep_ms : left;
+        struct timespec ts = {nap / 1000, (nap % 1000) * 1000000};
+        nanosleep(&ts, NULL);
+        if (sleep_ms < 8) sleep_ms *= 2;
+    }
+}
+
+static int by_receipt(struct sq *q, sqlite3_stmt *st, const char *receipt, long long visible_at,
+                      const char *what, char *err)
+{
+    int k = 1;
+    if (visible_at >= 0) sqlite3_bind_int64(st, k++, visible_at);
+    sqlite3_bind_text(st, k, receipt, -1, SQLITE_TRANSIENT);
+    int rc = step_done(q, st, what, err);
+    if (rc) return rc;
+    if (sqlite3_changes(q->db) == 0)
+        return fr_fail(err, FR_ENOTFOUND, "%s: receipt is stale or unknown", what);
+    return 0;
+}
+
+static int sq_del(void *impl, const char *receipt, char *err)
+{
+    struct sq *q = impl;
+    return by_receipt(q, q->del, receipt, -1, "delete", err);
+}
+
+static int sq_retry(void *impl, const char *receipt, int delay_s, char *err)
+{
+    struct sq *q = impl;
+    return by_receipt(q, q->retry, receipt, now_ms() + (long long)delay_s * 1000, "retry", err);
+}
+
+static int sq_dead_letter(void *impl, const struct queue_msg *m, char *err)
+{
+    struct sq *q = impl;
+    sqlite3_bind_text(q->dead, 3, q->dlq, -1, SQLITE_STATIC);
+    return by_receipt(q, q->dead, m->receipt, now_ms(), "dead-letter", err);
+}
+
+static int sq_counts(void *impl, struct queue_counts *c, char *err)
+{
+    struct sq *q = impl;
+    sqlite3_bind_int64(q->counts, 1, now_ms());
+    sqlite3_bind_text(q->counts, 2, q->name, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(q->counts);
+    if (rc == SQLITE_ROW) {
+        c->waiting = sqlite3_column_int64(q->counts, 0);
+        c->in_flight = sqlite3_column_int64(q->counts, 1);
+        c->delayed = sqlite3_column_int64(q->counts, 2);
+    }
+    sqlite3_reset(q->counts);
+    if (rc != SQLITE_ROW) return db_fail(q, "counts", err);
+    sqlite3_bind_text(q->dead_count, 1, q->dlq, -1, SQLITE_STATIC);
+    rc = sqlite3_step(q->dead_count);
+    if (rc == SQLITE_ROW) c->dead = sqlite3_column_int64(q->dead_count, 0);
+    sqlite3_reset(q->dead_count);
+    return rc == SQLITE_ROW ? 0 : db_fail(q, "counts", err);
+}
+
+static void sq_close(void *impl)
+{
+    struct sq *q = impl;
+    sqlite3_stmt *all[] = {q->peek, q->claim, q->insert, q->del, q->retry, q->dead, q->counts, q->dead_count};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        sqlite3_finalize(all[i]);
+    sqlite3_close(q->db);
+    free(q);
+}
+
+static const struct queue_ops sq_ops = {sq_send,        sq_receive, sq_del,  sq_retry,
+                                        sq_dead_letter, sq_counts,  sq_close};
+
+int queue_sqlite_open(const struct config *c, const struct queue_ops **ops, void **impl,
+                      char err[FR_ERR_LEN])
+{
+    if (mkdir(c->data_dir, 0755) != 0 && errno != EEXIST)
+        return fr_fail(err, FR_EIO, "mkdir %s: %s", c->data_dir, strerror(errno));
+    struct sq *q = calloc(1, sizeof *q);
+    if (!q) return fr_fail(err, FR_ENOMEM, "out of memory");
+    snprintf(q->name, sizeof q->name, "%s", c->sqs_req_queue_name);
+    snprintf(q->dlq, sizeof q->dlq, "%s-dlq", c->sqs_req_queue_name);
+    char path[CONFIG_STR_MAX + 16];
+    snprintf(path, sizeof path, "%s/queue.db", c->data_dir);
+    int rc = 0;
+    if (sqlite3_open_v2(path, &q->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                        NULL) != SQLITE_OK) {
+        rc = fr_fail(err, FR_EIO, "queue database %s: %s", path,
+                     q->db ? sqlite3_errmsg(q->db) : "cannot open");
+        goto done;
+    }
+    sqlite3_busy_timeout(q->db, 10000);
+    static const char schema[] =
+        "PRAGMA journal_mode=WAL;"
+        "PRAGMA synchronous=NORMAL;"
+        "CREATE TABLE IF NOT EXISTS messages("
+        " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+        " queue TEXT NOT NULL,"
+        " body TEXT NOT NULL,"
+        " visible_at INTEGER NOT NULL,"
+        " receives INTEGER NOT NULL DEFAULT 0,"
+        " receipt TEXT,"
+        " sent_at INTEGER NOT NULL);"
+        "CREATE INDEX IF NOT EXISTS messages_ready ON messages(queue, visible_at);"
+        "CREATE INDEX IF NOT EXISTS messages_receipt ON messages(receipt);";
+    char *msg = NULL;
+    if (sqlite3_exec(q->db, schema, NULL, NULL, &msg) != SQLITE_OK) {
+        rc = fr_fail(err, FR_EBACKEND, "queue database %s: %s", path, msg ? msg : "schema failed");
+        sqlite3_free(msg);
+        goto done;
+    }
+    struct {
+        sqlite3_stmt **st;
+        const char *sql;
+    } stmts[] = {
+        {&q->peek, "SELECT id FROM messages WHERE queue=?1 AND visible_at<=?2 "
+                   "ORDER BY visible_at, id LIMIT 1"},
+        {&q->claim, "UPDATE messages SET visible_at=?1, receipt=?2, receives=receives+1 "
+                    "WHERE id=?3 AND visible_at<=?4 RETURNING body, receives"},
+        {&q->insert, "INSERT INTO messages(queue, body, visible_at, sent_at) VALUES(?1,?2,?3,?4)"},
+        {&q->del, "DELETE FROM messages WHERE receipt=?1"},
+        {&q->retry, "UPDATE messages SET visible_at=?1, receipt=NULL WHERE receipt=?2"},
+        {&q->dead, "UPDATE messages SET visible_at=?1, queue=?3, receipt=NULL WHERE receipt=?2"},
+        {&q->counts, "SELECT coalesce(sum(visible_at<=?1),0),"
+                     " coalesce(sum(visible_at>?1 AND receipt IS NOT NULL),0),"
+                     " coalesce(sum(visible_at>?1 AND receipt IS NULL),0)"
+                     " FROM messages WHERE queue=?2"},
+        {&q->dead_count, "SELECT count(*) FROM messages WHERE queue=?1"},
+    };
+    for (size_t i = 0; i < sizeof stmts / sizeof *stmts && !rc; i++)
+        if (sqlite3_prepare_v2(q->db, stmts[i].sql, -1, stmts[i].st, NULL) != SQLITE_OK)
+            rc = db_fail(q, "prepare", err);
+done:
+    if (rc) {
+        sq_close(q);
+        return rc;
+    }
+    *ops = &sq_ops;
+    *impl = q;
+    return 0;
+}

@@ -1,0 +1,22 @@
+/* backend.h: what a store backend provides (internal to src/store). */
+#ifndef FR_STORE_BACKEND_H
+#define FR_STORE_BACKEND_H
+
+#include "store/store.h"
+
+/* The backend behind the interface; each backend fills one of these. */
+struct store_ops {
+    int (*put)(void *impl, const char *bucket, const char *key, const void *data, size_t len,
+               char *err);
+    int (*get)(void *impl, const char *bucket, const char *key, size_t max, uint8_t **data,
+               size_t *len, char *err);
+    int (*del)(void *impl, const char *bucket, const char *key, char *err);
+    int (*check)(void *impl, char *err);
+    void (*close)(void *impl);
+};
+
+/* Backends (store_fs.c, store_s3.c). */
+int store_fs_open(const struct config *c, const struct store_ops **ops, void **impl,
+                  char err[FR_ERR_LEN]) FR_MUST_USE;
+
+#endif

@@ -1,0 +1,92 @@
+/* store.c: key validation and dispatch to the configured backend. */
+#include "store/backend.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct store {
+    const struct store_ops *ops;
+    void *impl;
+};
+
+int store_key_valid(const char *key)
+{
+    size_t n = strlen(key);
+    if (n == 0 || n > STORE_KEY_MAX || key[0] == '.') return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)key[i];
+        if (c < 0x20 || c == 0x7f || c == '/' || c == '\\') return 0;
+    }
+    return 1;
+}
+
+static int bucket_valid(const char *b)
+{
+    size_t n = strlen(b);
+    if (n < 3 || n > 63) return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!((b[i] >= 'a' && b[i] <= 'z') || (b[i] >= '0' && b[i] <= '9') || b[i] == '-' ||
+              (b[i] == '.' && i > 0)))
+            return 0;
+    return 1;
+}
+
+static int check_names(const char *bucket, const char *key, char *err)
+{
+    if (!bucket_valid(bucket))
+        return fr_fail(err, FR_EINVAL, "invalid bucket name '%.64s'", bucket);
+    if (!store_key_valid(key)) return fr_fail(err, FR_EINVAL, "invalid object key");
+    return 0;
+}
+
+int store_open(const struct config *c, struct store **out, char err[FR_ERR_LEN])
+{
+    *out = NULL;
+    struct store *s = calloc(1, sizeof *s);
+    if (!s) return fr_fail(err, FR_ENOMEM, "out of memory");
+    int rc;
+    if (!strcmp(c->backend, "embedded"))
+        rc = store_fs_open(c, &s->ops, &s->impl, err);
+    else
+        rc = fr_fail(err, FR_EUNSUPPORTED, "store backend '%s' is not available", c->backend);
+    if (rc) {
+        free(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+void store_close(struct store *s)
+{
+    if (!s) return;
+    s->ops->close(s->impl);
+    free(s);
+}
+
+int store_put(struct store *s, const char *bucket, const char *key, const void *data, size_t len,
+              char err[FR_ERR_LEN])
+{
+    int rc = check_names(bucket, key, err);
+    return rc ? rc : s->ops->put(s->impl, bucket, key, data, len, err);
+}
+
+int store_get(struct store *s, const char *bucket, const char *key, size_t max, uint8_t **data,
+              size_t *len, char err[FR_ERR_LEN])
+{
+    *data = NULL;
+    *len = 0;
+    int rc = check_names(bucket, key, err);
+    return rc ? rc : s->ops->get(s->impl, bucket, key, max, data, len, err);
+}
+
+int store_delete(struct store *s, const char *bucket, const char *key, char err[FR_ERR_LEN])
+{
+    int rc = check_names(bucket, key, err);
+    return rc ? rc : s->ops->del(s->impl, bucket, key, err);
+}
+
+int store_check(struct store *s, char err[FR_ERR_LEN])
+{
+    return s->ops->check(s->impl, err);
+}

@@ -1,0 +1,47 @@
+/* store.h: object storage: buckets of keyed byte strings, on local files or on S3.
+ *
+ * One interface whatever the backend (chosen by configuration); the API and the workers do not
+ * know which one they talk to. Keys are validated here (store_key_valid) before any backend sees
+ * them. An object is written whole or not at all: readers never see half an object. A store
+ * handle may be used by one thread at a time; open one per thread. */
+#ifndef FR_STORE_STORE_H
+#define FR_STORE_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/config.h"
+#include "util/err.h"
+
+#define STORE_KEY_MAX 512
+
+struct store;
+
+/* Opens the backend the configuration names. Returns 0 or FR_EIO / FR_EBACKEND with err set. */
+int store_open(const struct config *c, struct store **out, char err[FR_ERR_LEN]) FR_MUST_USE;
+
+/* NULL does nothing. */
+void store_close(struct store *s);
+
+/* 1 when key is usable: 1..STORE_KEY_MAX bytes, no '/', '\\' or control characters, and not
+ * starting with '.' (names of that form are the store's own). */
+int store_key_valid(const char *key);
+
+/* Writes the object whole (replacing any object of that key). Returns 0, FR_EINVAL (bad key),
+ * FR_EIO / FR_EBACKEND. */
+int store_put(struct store *s, const char *bucket, const char *key, const void *data, size_t len,
+              char err[FR_ERR_LEN]) FR_MUST_USE;
+
+/* Reads the object into *data (caller frees; NUL-terminated for convenience, not counted in
+ * *len). Returns 0, FR_ENOTFOUND, FR_ETOOBIG (over max bytes), FR_EINVAL, FR_EIO/FR_EBACKEND. */
+int store_get(struct store *s, const char *bucket, const char *key, size_t max, uint8_t **data,
+              size_t *len, char err[FR_ERR_LEN]) FR_MUST_USE;
+
+/* Deletes the object; deleting a missing object succeeds. */
+int store_delete(struct store *s, const char *bucket, const char *key,
+                 char err[FR_ERR_LEN]) FR_MUST_USE;
+
+/* Checks that the store and its buckets can be reached (for /health). */
+int store_check(struct store *s, char err[FR_ERR_LEN]) FR_MUST_USE;
+
+#endif

@@ -1,0 +1,176 @@
+/* store_fs.c: objects as files, DATA_DIR/objects/<bucket>/<key>, written atomically: a temp file
+ * in the same directory, fsync, rename over the key, fsync of the directory. A reader opens either
+ * the old file or the new one, never a partial one. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "store/backend.h"
+
+struct fs {
+    char root[CONFIG_STR_MAX + 16];
+    char in[64], out[64]; /* the configured buckets, created at open */
+};
+
+static int mkdir_p(const char *path, char *err)
+{
+    char tmp[CONFIG_STR_MAX + 96];
+    if (snprintf(tmp, sizeof tmp, "%s", path) >= (int)sizeof tmp)
+        return fr_fail(err, FR_EINVAL, "path too long");
+    for (char *p = tmp + 1; *p; p++)
+        if (*p == '/') {
+            *p = 0;
+            if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
+                return fr_fail(err, FR_EIO, "mkdir %s: %s", tmp, strerror(errno));
+            *p = '/';
+        }
+    if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
+        return fr_fail(err, FR_EIO, "mkdir %s: %s", tmp, strerror(errno));
+    return 0;
+}
+
+static int bucket_dir(const struct fs *f, const char *bucket, char *buf, size_t n)
+{
+    return snprintf(buf, n, "%s/%s", f->root, bucket) >= (int)n ? FR_EINVAL : 0;
+}
+
+static int fs_put(void *impl, const char *bucket, const char *key, const void *data, size_t len,
+                  char *err)
+{
+    struct fs *f = impl;
+    char dir[CONFIG_STR_MAX + 96], path[CONFIG_STR_MAX + 96 + STORE_KEY_MAX + 2],
+        tmp[sizeof path + 32];
+    if (bucket_dir(f, bucket, dir, sizeof dir)) return fr_fail(err, FR_EINVAL, "path too long");
+    int rc = mkdir_p(dir, err);
+    if (rc) return rc;
+    snprintf(path, sizeof path, "%s/%s", dir, key);
+    /* the temp name is hidden (leading '.') and unique per process and call */
+    static unsigned counter;
+    snprintf(tmp, sizeof tmp, "%s/.tmp.%ld.%u", dir, (long)getpid(),
+             __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED));
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0) return fr_fail(err, FR_EIO, "create %s: %s", tmp, strerror(errno));
+    const char *p = data;
+    size_t left = len;
+    while (left > 0) {
+        ssize_t w = write(fd, p, left);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) {
+            rc = fr_fail(err, FR_EIO, "write %s: %s", tmp, strerror(errno));
+            break;
+        }
+        p += w, left -= (size_t)w;
+    }
+    if (!rc && fsync(fd) != 0) rc = fr_fail(err, FR_EIO, "fsync %s: %s", tmp, strerror(errno));
+    if (close(fd) != 0 && !rc) rc = fr_fail(err, FR_EIO, "close %s: %s", tmp, strerror(errno));
+    if (!rc && rename(tmp, path) != 0)
+        rc = fr_fail(err, FR_EIO, "rename to %s: %s", path, strerror(errno));
+    if (rc) {
+        unlink(tmp);
+        return rc;
+    }
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        if (fsync(dfd) != 0) rc = fr_fail(err, FR_EIO, "fsync %s: %s", dir, strerror(errno));
+        close(dfd);
+    }
+    return rc;
+}
+
+static int fs_get(void *impl, const char *bucket, const char *key, size_t max, uint8_t **data,
+                  size_t *len, char *err)
+{
+    struct fs *f = impl;
+    char path[CONFIG_STR_MAX + 96 + STORE_KEY_MAX + 2];
+    if (snprintf(path, sizeof path, "%s/%s/%s", f->root, bucket, key) >= (int)sizeof path)
+        return fr_fail(err, FR_EINVAL, "path too long");
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT) return fr_fail(err, FR_ENOTFOUND, "no object %s/%s", bucket, key);
+        return fr_fail(err, FR_EIO, "open %s: %s", path, strerror(errno));
+    }
+    struct stat st;
+    int rc = 0;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+        rc = fr_fail(err, FR_EIO, "%s is not a readable file", path);
+    else if ((uint64_t)st.st_size > max)
+        rc = fr_fail(err, FR_ETOOBIG, "object %s/%s is %lld bytes, over %zu", bucket, key,
+                     (long long)st.st_size, max);
+    uint8_t *buf = rc ? NULL : malloc((size_t)st.st_size + 1);
+    if (!rc && !buf) rc = fr_fail(err, FR_ENOMEM, "out of memory");
+    size_t got = 0;
+    while (!rc && got < (size_t)st.st_size) {
+        ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) rc = fr_fail(err, FR_EIO, "read %s: %s", path, r ? strerror(errno) : "short");
+        else got += (size_t)r;
+    }
+    close(fd);
+    if (rc) {
+        free(buf);
+        return rc;
+    }
+    buf[got] = 0;
+    *data = buf;
+    *len = got;
+    return 0;
+}
+
+static int fs_del(void *impl, const char *bucket, const char *key, char *err)
+{
+    struct fs *f = impl;
+    char path[CONFIG_STR_MAX + 96 + STORE_KEY_MAX + 2];
+    if (snprintf(path, sizeof path, "%s/%s/%s", f->root, bucket, key) >= (int)sizeof path)
+        return fr_fail(err, FR_EINVAL, "path too long");
+    if (unlink(path) != 0 && errno != ENOENT)
+        return fr_fail(err, FR_EIO, "unlink %s: %s", path, strerror(errno));
+    return 0;
+}
+
+static int fs_check(void *impl, char *err)
+{
+    struct fs *f = impl;
+    const char *buckets[2] = {f->in, f->out};
+    for (int i = 0; i < 2; i++) {
+        char dir[CONFIG_STR_MAX + 96];
+        if (bucket_dir(f, buckets[i], dir, sizeof dir)) return fr_fail(err, FR_EINVAL, "path too long");
+        if (access(dir, R_OK | W_OK | X_OK) != 0)
+            return fr_fail(err, FR_EIO, "object store %s: %s", dir, strerror(errno));
+    }
+    return 0;
+}
+
+static void fs_close(void *impl)
+{
+    free(impl);
+}
+
+static const struct store_ops fs_ops = {fs_put, fs_get, fs_del, fs_check, fs_close};
+
+int store_fs_open(const struct config *c, const struct store_ops **ops, void **impl,
+                  char err[FR_ERR_LEN])
+{
+    struct fs *f = calloc(1, sizeof *f);
+    if (!f) return fr_fail(err, FR_ENOMEM, "out of memory");
+    snprintf(f->root, sizeof f->root, "%s/objects", c->data_dir);
+    snprintf(f->in, sizeof f->in, "%s", c->s3_in_bucket);
+    snprintf(f->out, sizeof f->out, "%s", c->s3_out_bucket);
+    int rc = 0;
+    const char *buckets[2] = {f->in, f->out};
+    for (int i = 0; i < 2 && !rc; i++) {
+        char dir[CONFIG_STR_MAX + 96];
+        rc = bucket_dir(f, buckets[i], dir, sizeof dir) ? fr_fail(err, FR_EINVAL, "path too long")
+                                                         : mkdir_p(dir, err);
+    }
+    if (rc) {
+        free(f);
+        return rc;
+    }
+    *ops = &fs_ops;
+    *impl = f;
+    return 0;
+}

@@ -1,0 +1,142 @@
+/* test_queue: the embedded queue: delivery, visibility timeouts, stale receipts, retries with
+ * delay, dead letters, counts, long polling, and exactly-once claiming by concurrent processes. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "queue/queue.h"
+
+static struct config cfg;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void test_basic(void)
+{
+    char err[FR_ERR_LEN];
+    struct queue *q;
+    CHECK(queue_open(&cfg, &q, err) == 0);
+    struct queue_msg m, m2;
+    struct queue_counts c;
+    CHECK(queue_send(q, "job-1_photo.jpg", 0, err) == 0);
+    CHECK(queue_counts(q, &c, err) == 0 && c.waiting == 1 && c.in_flight == 0);
+    CHECK(queue_receive(q, 0, 1, &m, err) == 0 && !strcmp(m.body, "job-1_photo.jpg"));
+    CHECK(m.receive_count == 1);
+    CHECK(queue_counts(q, &c, err) == 0 && c.waiting == 0 && c.in_flight == 1);
+    /* hidden while in flight */
+    CHECK(queue_receive(q, 0, 1, &m2, err) == FR_ETIMEOUT);
+    /* after the visibility timeout it comes back, with a new receipt; the old one is stale */
+    usleep(1100 * 1000);
+    CHECK(queue_receive(q, 0, 30, &m2, err) == 0 && m2.receive_count == 2);
+    CHECK(strcmp(m.receipt, m2.receipt) != 0);
+    CHECK(queue_delete(q, m.receipt, err) == FR_ENOTFOUND);
+    CHECK(queue_delete(q, m2.receipt, err) == 0);
+    CHECK(queue_delete(q, m2.receipt, err) == FR_ENOTFOUND);
+    CHECK(queue_counts(q, &c, err) == 0 && c.waiting == 0 && c.in_flight == 0);
+
+    /* retry with a delay: invisible for that long, then back */
+    CHECK(queue_send(q, "job-2_a.png", 0, err) == 0);
+    CHECK(queue_receive(q, 0, 60, &m, err) == 0);
+    CHECK(queue_retry(q, m.receipt, 1, err) == 0);
+    CHECK(queue_counts(q, &c, err) == 0 && c.delayed == 1);
+    CHECK(queue_receive(q, 0, 60, &m2, err) == FR_ETIMEOUT);
+    double t0 = now_s();
+    CHECK(queue_receive(q, 3, 60, &m2, err) == 0 && m2.receive_count == 2);
+    double waited = now_s() - t0;
+    CHECK_MSG(waited > 0.5 && waited < 2.5, "long poll returned after %.2f s", waited);
+    /* dead letter */
+    CHECK(queue_dead_letter(q, &m2, err) == 0);
+    CHECK(queue_counts(q, &c, err) == 0 && c.dead == 1 && c.waiting == 0 && c.in_flight == 0);
+    CHECK(queue_receive(q, 0, 60, &m2, err) == FR_ETIMEOUT);
+
+    /* delayed send */
+    CHECK(queue_send(q, "job-3_b.webp", 1, err) == 0);
+    CHECK(queue_receive(q, 0, 60, &m, err) == FR_ETIMEOUT);
+    CHECK(queue_receive(q, 2, 60, &m, err) == 0 && !strcmp(m.body, "job-3_b.webp"));
+    CHECK(queue_delete(q, m.receipt, err) == 0);
+
+    /* bad arguments */
+    CHECK(queue_send(q, "", 0, err) == FR_EINVAL);
+    char big[QUEUE_BODY_MAX + 2];
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = 0;
+    CHECK(queue_send(q, big, 0, err) == FR_EINVAL);
+    CHECK(queue_receive(q, 100, 60, &m, err) == FR_EINVAL);
+    CHECK(queue_delete(q, "123.not-a-receipt", err) == FR_ENOTFOUND);
+    /* an empty wait times out on time */
+    t0 = now_s();
+    CHECK(queue_receive(q, 1, 60, &m, err) == FR_ETIMEOUT);
+    waited = now_s() - t0;
+    CHECK_MSG(waited > 0.9 && waited < 1.6, "empty long poll took %.2f s", waited);
+    queue_close(q);
+}
+
+/* N processes drain M messages: every message is received and deleted exactly once. */
+static void test_concurrent(void)
+{
+    enum { M = 300, P = 4 };
+    char err[FR_ERR_LEN];
+    struct queue *q;
+    CHECK(queue_open(&cfg, &q, err) == 0);
+    for (int i = 0; i < M; i++) {
+        char body[32];
+        snprintf(body, sizeof body, "%d", i);
+        CHECK(queue_send(q, body, 0, err) == 0);
+    }
+    queue_close(q);
+    int fds[P][2];
+    for (int p = 0; p < P; p++) {
+        if (pipe(fds[p]) != 0) abort();
+        if (fork() == 0) {
+            close(fds[p][0]);
+            struct queue *cq;
+            if (queue_open(&cfg, &cq, err)) _exit(2);
+            struct queue_msg m;
+            while (queue_receive(cq, 0, 60, &m, err) == 0) {
+                int id = atoi(m.body);
+                if (queue_delete(cq, m.receipt, err) != 0) _exit(3);
+                if (write(fds[p][1], &id, sizeof id) != sizeof id) _exit(4);
+            }
+            queue_close(cq);
+            _exit(0);
+        }
+        close(fds[p][1]);
+    }
+    int seen[M] = {0}, total = 0;
+    for (int p = 0; p < P; p++) {
+        int id;
+        while (read(fds[p][0], &id, sizeof id) == sizeof id)
+            if (id >= 0 && id < M) seen[id]++, total++;
+        close(fds[p][0]);
+    }
+    int status, ok = 1;
+    while (wait(&status) > 0)
+        ok &= WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    CHECK(ok);
+    int once = 1;
+    for (int i = 0; i < M; i++)
+        once &= seen[i] == 1;
+    CHECK_MSG(once && total == M, "%d deliveries of %d messages", total, M);
+}
+
+int main(void)
+{
+    char dir[] = "/tmp/facerec-queue-XXXXXX";
+    if (!mkdtemp(dir)) return 1;
+    config_defaults(&cfg);
+    snprintf(cfg.data_dir, sizeof cfg.data_dir, "%s", dir);
+    test_basic();
+    test_concurrent();
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0) return 1;
+    return check_done();
+}
