@@ -6,6 +6,9 @@
 int cli_nn(int argc, char **argv);    /* facerec nn info|run ... */
 int cli_bench(int argc, char **argv); /* facerec bench nn ... */
 int cli_detect(int argc, char **argv); /* facerec detect|embed IMAGE... */
+int cli_serve(int argc, char **argv);  /* facerec serve: API + worker pool */
+int cli_api(int argc, char **argv);    /* facerec api */
+int cli_worker(int argc, char **argv); /* facerec worker */
 
 /* $FACEREC_MODELS or "models". */
 const char *cli_models_dir(void);

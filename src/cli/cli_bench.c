@@ -256,7 +256,7 @@ static int bench_pipeline(int argc, char **argv)
             double t0 = now_ms();
             int rc = recognizer_decode(r, bytes, (size_t)len, NULL, &img, err);
             double t1 = now_ms();
-            if (!rc) rc = recognizer_run(r, &img, &res, err);
+            if (!rc) rc = recognizer_run(r, &img, 0, &res, err);
             double t2 = now_ms();
             if (rc) {
                 status = cli_error("%s: %s", argv[i], err);

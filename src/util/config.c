@@ -47,6 +47,7 @@ static const struct var vars[] = {
      "how long a received job stays hidden before another worker may take it"},
     {"MAX_RECEIVES", INT(max_receives), "5", 1, 1000, NULL,
      "receives after which a job goes to the dead-letter queue"},
+    {"HOST", STR(host), "0.0.0.0", 0, 0, NULL, "IPv4 address the API listens on"},
     {"PORT", INT(port), "8000", 1, 65535, NULL, "HTTP port of the API"},
     {"MAX_WAIT_SECONDS", INT(max_wait_seconds), "30", 0, 900, NULL,
      "how long POST / waits for the result before answering 202 with the job id"},

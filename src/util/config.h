@@ -25,6 +25,7 @@ struct config {
     int sqs_visibility_timeout_seconds;
     int max_receives;
     /* API */
+    char host[64];
     int port;
     int max_wait_seconds;
     int max_file_mb;

@@ -182,6 +182,13 @@ static void drop_degenerate(struct cands *c)
     c->n = k;
 }
 
+static int past(const struct mtcnn_opts *o, char err[FR_ERR_LEN])
+{
+    if (o->deadline > 0 && now_ms() > o->deadline)
+        return fr_fail(err, FR_ETIMEOUT, "detection stopped: the job's time limit was reached");
+    return 0;
+}
+
 /* Stage 1: P-Net over the pyramid of src (detection image), proposals into out. The levels stay
  * in m->levels for the crops of the later stages. */
 static int stage_pnet(struct mtcnn *m, const struct warp_src *src, const struct mtcnn_opts *o,
@@ -192,6 +199,7 @@ static int stage_pnet(struct mtcnn *m, const struct warp_src *src, const struct 
     struct cands level = {0};
     m->nlevels = 0;
     while (!rc && fmin(src->w, src->h) * scale >= 12.0 && m->nlevels < MAX_LEVELS) {
+        if ((rc = past(o, err))) break;
         struct level *lv = &m->levels[m->nlevels];
         int ws = (int)ceil(src->w * scale), hs = (int)ceil(src->h * scale);
         float *cur = scratch_get(&lv->buf, (size_t)ws * hs * 3);
@@ -275,12 +283,15 @@ static int crop(const struct mtcnn *m, const struct warp_src *src, const float *
 /* Stages 2 and 3: crops of size x size through net in batches; keeps those scoring >= thresh
  * with regression (and landmarks for O-Net) filled in. */
 static int stage_refine(struct mtcnn *m, struct nn_net *net, const struct warp_src *src, int size,
-                        float thresh, int landmarks, struct cands *c, char err[FR_ERR_LEN])
+                        const struct mtcnn_opts *o, int landmarks, struct cands *c,
+                        char err[FR_ERR_LEN])
 {
+    float thresh = o->thresh[landmarks ? 2 : 1];
     float *in = scratch_get(&m->crops, (size_t)MAX_BATCH * size * size * 3);
     if (!in) return fr_fail(err, FR_ENOMEM, "out of memory for crops");
     int kept = 0, rc = 0;
     for (int start = 0; start < c->n && !rc; start += MAX_BATCH) {
+        if ((rc = past(o, err))) break;
         /* batch sizes 1, 2, 4, then multiples of 8: few distinct runtimes, little padding */
         int n = c->n - start < MAX_BATCH ? c->n - start : MAX_BATCH, batch = 1;
         while (batch < n && batch < 8)
@@ -328,7 +339,7 @@ static int cascade(struct mtcnn *m, const struct warp_src *src, const struct mtc
     if (rc) return rc;
     m->t.proposals += c->n;
     double t0 = now_ms();
-    if ((rc = stage_refine(m, m->rnet, src, 24, o->thresh[1], 0, c, err))) return rc;
+    if ((rc = stage_refine(m, m->rnet, src, 24, o, 0, c, err))) return rc;
     nms(c, 0.7f, 0);
     for (int i = 0; i < c->n; i++) {
         regress(&c->v[i]);
@@ -338,7 +349,7 @@ static int cascade(struct mtcnn *m, const struct warp_src *src, const struct mtc
     m->t.rnet += now_ms() - t0;
     m->t.refined += c->n;
     t0 = now_ms();
-    if ((rc = stage_refine(m, m->onet, src, 48, o->thresh[2], 1, c, err))) return rc;
+    if ((rc = stage_refine(m, m->onet, src, 48, o, 1, c, err))) return rc;
     for (int i = 0; i < c->n; i++)
         regress(&c->v[i]);
     nms(c, 0.7f, 1);

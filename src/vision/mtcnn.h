@@ -19,9 +19,11 @@ struct mtcnn_opts {
     float thresh[3];  /* P-Net, R-Net, O-Net score thresholds (default 0.6, 0.7, 0.7) */
     int max_side;     /* detect on a copy no larger than this (default 640) */
     int border_retry; /* retry with a border when nothing is found (default 1) */
+    double deadline;  /* CLOCK_MONOTONIC milliseconds after which detection gives up with
+                         FR_ETIMEOUT; 0 for none */
 };
 
-#define MTCNN_OPTS_DEFAULT {20, 0.709f, {0.6f, 0.7f, 0.7f}, 640, 1}
+#define MTCNN_OPTS_DEFAULT {20, 0.709f, {0.6f, 0.7f, 0.7f}, 640, 1, 0}
 
 struct face_box {
     float box[4];  /* x1, y1, x2, y2 in image pixels */
@@ -41,7 +43,8 @@ void mtcnn_close(struct mtcnn *m);
 
 /* Detects faces in img. On success *faces (caller frees with free()) holds *n faces, sorted by
  * score, at most MTCNN_MAX_FACES; *n may be 0. opts NULL means defaults.
- * Returns 0, FR_EINVAL (bad options), FR_ENOMEM or an engine error. */
+ * Returns 0, FR_EINVAL (bad options), FR_ETIMEOUT (past opts->deadline), FR_ENOMEM or an
+ * engine error. */
 int mtcnn_detect(struct mtcnn *m, const struct image *img, const struct mtcnn_opts *opts,
                  struct face_box **faces, int *n, char err[FR_ERR_LEN]) FR_MUST_USE;
 

@@ -67,15 +67,17 @@ static float box_area(const struct face_box *f)
     return (f->box[2] - f->box[0]) * (f->box[3] - f->box[1]);
 }
 
-int recognizer_run(struct recognizer *r, const struct image *img, struct recognition *out,
-                   char err[FR_ERR_LEN])
+int recognizer_run(struct recognizer *r, const struct image *img, double deadline,
+                   struct recognition *out, char err[FR_ERR_LEN])
 {
     memset(out, 0, sizeof *out);
     out->largest = -1;
     struct face_box *boxes = NULL;
     int n = 0;
     double t0 = now_ms();
-    int rc = mtcnn_detect(r->det, img, &r->opts.detect, &boxes, &n, err);
+    struct mtcnn_opts o = r->opts.detect;
+    o.deadline = deadline;
+    int rc = mtcnn_detect(r->det, img, &o, &boxes, &n, err);
     out->t.detect = now_ms() - t0;
     if (rc) return rc;
     if (n > 0 && !(out->faces = calloc((size_t)n, sizeof *out->faces))) {
@@ -84,6 +86,10 @@ int recognizer_run(struct recognizer *r, const struct image *img, struct recogni
     }
     t0 = now_ms();
     for (int i = 0; i < n && !rc; i++) {
+        if (deadline > 0 && now_ms() > deadline) {
+            rc = fr_fail(err, FR_ETIMEOUT, "stopped: the job's time limit was reached");
+            break;
+        }
         struct face_result *f = &out->faces[i];
         f->det = boxes[i];
         f->similarity = NAN;

@@ -59,9 +59,14 @@ int recognizer_decode(const struct recognizer *r, const uint8_t *buf, size_t len
                       char err[FR_ERR_LEN]) FR_MUST_USE;
 
 /* Detects and embeds every face of img into *out (freed with recognition_free, also on error).
+ * deadline: CLOCK_MONOTONIC milliseconds after which the work stops with FR_ETIMEOUT (0: none).
  * Returns 0 or the errors of mtcnn_detect / embed_face. */
-int recognizer_run(struct recognizer *r, const struct image *img, struct recognition *out,
-                   char err[FR_ERR_LEN]) FR_MUST_USE;
+int recognizer_run(struct recognizer *r, const struct image *img, double deadline,
+                   struct recognition *out, char err[FR_ERR_LEN]) FR_MUST_USE;
+
+/* Names each face by its best match in the gallery at or above threshold (else unknown). */
+struct gallery;
+void recognition_match(struct recognition *res, const struct gallery *g, float threshold);
 
 void recognition_free(struct recognition *res);
 

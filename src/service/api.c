@@ -1,0 +1,420 @@
+/* api.c: routes, uploads and waiting for results. */
+#include "service/api.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "queue/queue.h"
+#include "service/job.h"
+#include "service/log.h"
+#include "store/store.h"
+#include "util/buf.h"
+
+#define MAX_CONNECTIONS 256
+#define HEADER_MEMORY (32 * 1024) /* per connection: request line and headers must fit */
+#define CLIENT_TIMEOUT_S 15       /* idle time allowed on a connection (slow clients) */
+#define RESULT_MAX ((size_t)16 << 20)
+
+/* A store and a queue handle, used by one request at a time. */
+struct handles {
+    struct store *store;
+    struct queue *queue;
+    struct handles *next;
+};
+
+struct api {
+    struct config cfg;
+    struct MHD_Daemon *daemon;
+    pthread_mutex_t lock; /* guards idle */
+    struct handles *idle;
+};
+
+enum route { R_NONE, R_UPLOAD, R_STATUS, R_HEALTH, R_NOT_FOUND, R_BAD_METHOD };
+
+struct request {
+    enum route route;
+    char allow[32]; /* for 405 */
+    struct MHD_PostProcessor *pp;
+    struct buf file;       /* inputFile bytes */
+    char filename[512];    /* as the client sent it */
+    int have_file, too_big, other_field_bytes;
+    int answered;          /* a response was queued early (e.g. too big): ignore the rest */
+};
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* ---- handle pool ---- */
+
+static struct handles *handles_get(struct api *a, char *err)
+{
+    pthread_mutex_lock(&a->lock);
+    struct handles *h = a->idle;
+    if (h) a->idle = h->next;
+    pthread_mutex_unlock(&a->lock);
+    if (h) return h;
+    h = calloc(1, sizeof *h);
+    if (!h) {
+        fr_fail(err, FR_ENOMEM, "out of memory");
+        return NULL;
+    }
+    if (store_open(&a->cfg, &h->store, err) || queue_open(&a->cfg, &h->queue, err)) {
+        store_close(h->store);
+        free(h);
+        return NULL;
+    }
+    return h;
+}
+
+static void handles_put(struct api *a, struct handles *h)
+{
+    if (!h) return;
+    pthread_mutex_lock(&a->lock);
+    h->next = a->idle;
+    a->idle = h;
+    pthread_mutex_unlock(&a->lock);
+}
+
+/* ---- responses ---- */
+
+static enum MHD_Result send_body(struct MHD_Connection *c, unsigned code, const char *body,
+                                 size_t len, const char *allow)
+{
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+    if (!r) return MHD_NO;
+    MHD_add_response_header(r, "Content-Type", "application/json");
+    MHD_add_response_header(r, "Cache-Control", "no-store");
+    if (allow) MHD_add_response_header(r, "Allow", allow);
+    enum MHD_Result ok = MHD_queue_response(c, code, r);
+    MHD_destroy_response(r);
+    return ok;
+}
+
+static enum MHD_Result send_error(struct MHD_Connection *c, unsigned code, const char *msg)
+{
+    struct buf b;
+    buf_init(&b, 4096);
+    buf_append(&b, "{\"status\":\"error\",\"error\":", 26);
+    buf_json_str(&b, msg);
+    buf_append(&b, "}\n", 2);
+    enum MHD_Result ok = b.err ? MHD_NO : send_body(c, code, b.data, b.len, NULL);
+    buf_free(&b);
+    return ok;
+}
+
+/* ---- routing ---- */
+
+static enum route route_of(const char *method, const char *url, char *allow, size_t allow_len)
+{
+    struct {
+        const char *prefix;
+        int exact;
+        const char *method;
+        enum route route;
+    } routes[] = {
+        {"/", 1, "POST", R_UPLOAD},
+        {"/health", 1, "GET", R_HEALTH},
+        {"/status/", 0, "GET", R_STATUS},
+    };
+    for (size_t i = 0; i < sizeof routes / sizeof *routes; i++) {
+        int match = routes[i].exact ? !strcmp(url, routes[i].prefix)
+                                    : !strncmp(url, routes[i].prefix, strlen(routes[i].prefix));
+        if (!match) continue;
+        if (!strcmp(method, routes[i].method) ||
+            (!strcmp(method, "HEAD") && !strcmp(routes[i].method, "GET")))
+            return routes[i].route;
+        snprintf(allow, allow_len, "%s", routes[i].method);
+        return R_BAD_METHOD;
+    }
+    return R_NOT_FOUND;
+}
+
+/* ---- upload ---- */
+
+static enum MHD_Result on_field(void *cls, enum MHD_ValueKind kind, const char *key,
+                                const char *filename, const char *content_type,
+                                const char *transfer_encoding, const char *data, uint64_t off,
+                                size_t size)
+{
+    (void)kind, (void)content_type, (void)transfer_encoding, (void)off;
+    struct request *rq = cls;
+    if (!key || strcmp(key, "inputFile") != 0) {
+        /* other fields are tolerated but bounded */
+        rq->other_field_bytes += (int)(size < 65536 ? size : 65536);
+        return rq->other_field_bytes > 65536 ? MHD_NO : MHD_YES;
+    }
+    if (!rq->have_file) {
+        rq->have_file = 1;
+        snprintf(rq->filename, sizeof rq->filename, "%s", filename ? filename : "");
+    }
+    if (size && buf_append(&rq->file, data, size) != 0) {
+        rq->too_big = 1;
+        return MHD_NO;
+    }
+    return MHD_YES;
+}
+
+/* Magic bytes of the image types workers decode. */
+static int looks_like_image(const uint8_t *p, size_t n)
+{
+    return (n >= 3 && p[0] == 0xFF && p[1] == 0xD8 && p[2] == 0xFF) ||
+           (n >= 8 && !memcmp(p, "\x89PNG\r\n\x1a\n", 8)) ||
+           (n >= 12 && !memcmp(p, "RIFF", 4) && !memcmp(p + 8, "WEBP", 4));
+}
+
+/* Waits for the output object of job id until deadline; returns it (caller frees) or NULL. */
+static uint8_t *wait_result(struct handles *h, const struct config *cfg, const char *id,
+                            double deadline, size_t *len)
+{
+    char err[FR_ERR_LEN];
+    int nap_us = 500;
+    for (;;) {
+        uint8_t *data;
+        int rc = store_get(h->store, cfg->s3_out_bucket, id, RESULT_MAX, &data, len, err);
+        if (rc == 0) return data;
+        if (rc != FR_ENOTFOUND) log_warn(id, "reading the result: %s", err);
+        double left = deadline - now_ms();
+        if (left <= 0) return NULL;
+        struct timespec ts = {0, (long)(nap_us < left * 1000 ? nap_us : left * 1000) * 1000};
+        nanosleep(&ts, NULL);
+        if (nap_us < 8000) nap_us *= 2;
+    }
+}
+
+static enum MHD_Result finish_upload(struct api *a, struct MHD_Connection *c, struct request *rq)
+{
+    char err[FR_ERR_LEN], msg[FR_ERR_LEN + 64];
+    if (!rq->have_file) return send_error(c, 400, "no inputFile field in the form");
+    if (rq->file.len == 0) return send_error(c, 400, "inputFile is empty");
+    if (!looks_like_image((const uint8_t *)rq->file.data, rq->file.len))
+        return send_error(c, 400, "inputFile is not a JPEG, PNG or WebP image");
+    char id[JOB_ID_LEN + 1], name[JOB_FILENAME_MAX + 1], key[JOB_ID_LEN + JOB_FILENAME_MAX + 2];
+    if (job_id_new(id)) return send_error(c, 500, "cannot make a job id");
+    job_filename_sanitize(rq->filename, name);
+    snprintf(key, sizeof key, "%s_%s", id, name);
+    double t0 = now_ms();
+    struct handles *h = handles_get(a, err);
+    if (!h) {
+        log_error(id, "backends unavailable: %s", err);
+        return send_error(c, 503, "storage or queue unavailable");
+    }
+    /* input first, then the pending marker, then the message: a worker never sees a job whose
+     * input is missing, and a job that is queued can always be polled */
+    int rc = store_put(h->store, a->cfg.s3_in_bucket, key, rq->file.data, rq->file.len, err);
+    if (!rc) rc = store_put(h->store, a->cfg.s3_in_bucket, id, name, strlen(name), err);
+    if (!rc) rc = queue_send(h->queue, key, 0, err);
+    if (rc) {
+        handles_put(a, h);
+        log_error(id, "accepting the upload failed: %s", err);
+        snprintf(msg, sizeof msg, "could not accept the job: %s", err);
+        return send_error(c, 503, msg);
+    }
+    log_info(id, "accepted %s (%zu bytes)", name, rq->file.len);
+    size_t len = 0;
+    uint8_t *result = wait_result(h, &a->cfg, id, t0 + a->cfg.max_wait_seconds * 1000.0, &len);
+    handles_put(a, h);
+    if (result) {
+        enum MHD_Result ok = send_body(c, 200, (const char *)result, len, NULL);
+        log_info(id, "answered in %.1f ms", now_ms() - t0);
+        free(result);
+        return ok;
+    }
+    char body[128];
+    int n = snprintf(body, sizeof body, "{\"job_id\":\"%s\",\"status\":\"pending\"}\n", id);
+    return send_body(c, 202, body, (size_t)n, NULL);
+}
+
+/* ---- status and health ---- */
+
+static enum MHD_Result do_status(struct api *a, struct MHD_Connection *c, const char *id)
+{
+    char err[FR_ERR_LEN];
+    if (!job_id_valid(id)) return send_error(c, 400, "malformed job id (expected a UUID)");
+    struct handles *h = handles_get(a, err);
+    if (!h) return send_error(c, 503, "storage unavailable");
+    uint8_t *data = NULL;
+    size_t len;
+    int rc = store_get(h->store, a->cfg.s3_out_bucket, id, RESULT_MAX, &data, &len, err);
+    enum MHD_Result ok;
+    if (rc == 0) {
+        ok = send_body(c, 200, (const char *)data, len, NULL);
+    } else if (rc == FR_ENOTFOUND) {
+        free(data);
+        data = NULL;
+        rc = store_get(h->store, a->cfg.s3_in_bucket, id, 4096, &data, &len, err);
+        if (rc == 0) {
+            char body[128];
+            int n = snprintf(body, sizeof body, "{\"job_id\":\"%s\",\"status\":\"pending\"}\n", id);
+            ok = send_body(c, 202, body, (size_t)n, NULL);
+        } else if (rc == FR_ENOTFOUND) {
+            ok = send_error(c, 404, "no such job");
+        } else {
+            ok = send_error(c, 503, "storage unavailable");
+        }
+    } else {
+        ok = send_error(c, 503, "storage unavailable");
+    }
+    free(data);
+    handles_put(a, h);
+    return ok;
+}
+
+static enum MHD_Result do_health(struct api *a, struct MHD_Connection *c)
+{
+    char err[FR_ERR_LEN], msg[FR_ERR_LEN + 32];
+    struct handles *h = handles_get(a, err);
+    if (!h) {
+        snprintf(msg, sizeof msg, "backends unavailable: %s", err);
+        return send_error(c, 503, msg);
+    }
+    struct queue_counts qc;
+    int rc = store_check(h->store, err);
+    if (rc) snprintf(msg, sizeof msg, "object store: %s", err);
+    else if ((rc = queue_counts(h->queue, &qc, err)) != 0) snprintf(msg, sizeof msg, "queue: %s", err);
+    handles_put(a, h);
+    if (rc) return send_error(c, 503, msg);
+    char body[256];
+    int n = snprintf(body, sizeof body,
+                     "{\"status\":\"ok\",\"queue\":{\"waiting\":%ld,\"in_flight\":%ld,\"delayed\":%ld,"
+                     "\"dead\":%ld}}\n",
+                     qc.waiting, qc.in_flight, qc.delayed, qc.dead);
+    return send_body(c, 200, body, (size_t)n, NULL);
+}
+
+/* ---- the access handler ---- */
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_size, void **state)
+{
+    (void)version;
+    struct api *a = cls;
+    struct request *rq = *state;
+    if (!rq) { /* first call: headers are in */
+        rq = calloc(1, sizeof *rq);
+        if (!rq) return MHD_NO;
+        *state = rq;
+        rq->route = route_of(method, url, rq->allow, sizeof rq->allow);
+        if (rq->route == R_UPLOAD) {
+            size_t cap = (size_t)a->cfg.max_file_mb << 20;
+            buf_init(&rq->file, cap);
+            const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+            if (cl && strtoull(cl, NULL, 10) > cap + 65536) {
+                rq->answered = 1;
+                char msg[96];
+                snprintf(msg, sizeof msg, "upload over the limit of %d MB", a->cfg.max_file_mb);
+                return send_error(c, 400, msg);
+            }
+            rq->pp = MHD_create_post_processor(c, 64 * 1024, on_field, rq);
+            if (!rq->pp) {
+                rq->answered = 1;
+                return send_error(c, 400, "expected a multipart/form-data upload with field inputFile");
+            }
+        }
+        return MHD_YES;
+    }
+    if (*upload_size > 0) { /* body data */
+        if (!rq->answered && rq->pp && MHD_post_process(rq->pp, upload_data, *upload_size) != MHD_YES) {
+            rq->answered = 1;
+            *upload_size = 0;
+            if (rq->too_big) {
+                char msg[96];
+                snprintf(msg, sizeof msg, "upload over the limit of %d MB", a->cfg.max_file_mb);
+                return send_error(c, 400, msg);
+            }
+            return send_error(c, 400, "malformed multipart/form-data upload");
+        }
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    if (rq->answered) return MHD_YES;
+    switch (rq->route) {
+    case R_UPLOAD: return finish_upload(a, c, rq);
+    case R_STATUS: return do_status(a, c, url + strlen("/status/"));
+    case R_HEALTH: return do_health(a, c);
+    case R_BAD_METHOD: {
+        char msg[64];
+        snprintf(msg, sizeof msg, "method %s not allowed here", method);
+        struct buf b;
+        buf_init(&b, 4096);
+        buf_append(&b, "{\"status\":\"error\",\"error\":", 26);
+        buf_json_str(&b, msg);
+        buf_append(&b, "}\n", 2);
+        enum MHD_Result ok = send_body(c, 405, b.data, b.len, rq->allow);
+        buf_free(&b);
+        return ok;
+    }
+    default: return send_error(c, 404, "no such route");
+    }
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **state,
+                         enum MHD_RequestTerminationCode code)
+{
+    (void)cls, (void)c, (void)code;
+    struct request *rq = *state;
+    if (!rq) return;
+    if (rq->pp) MHD_destroy_post_processor(rq->pp);
+    buf_free(&rq->file);
+    free(rq);
+    *state = NULL;
+}
+
+int api_start(const struct config *c, struct api **out, char err[FR_ERR_LEN])
+{
+    *out = NULL;
+    struct api *a = calloc(1, sizeof *a);
+    if (!a) return fr_fail(err, FR_ENOMEM, "out of memory");
+    a->cfg = *c;
+    pthread_mutex_init(&a->lock, NULL);
+    /* fail early when the backends are unreachable */
+    struct handles *h = handles_get(a, err);
+    if (!h) {
+        api_stop(a);
+        return FR_EBACKEND;
+    }
+    handles_put(a, h);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)c->port)};
+    if (inet_pton(AF_INET, c->host, &addr.sin_addr) != 1) {
+        api_stop(a);
+        return fr_fail(err, FR_EINVAL, "HOST '%s' is not an IPv4 address", c->host);
+    }
+    a->daemon = MHD_start_daemon(
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL, 0, NULL,
+        NULL, on_request, a, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)MAX_CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)CLIENT_TIMEOUT_S, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HEADER_MEMORY,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, a, MHD_OPTION_LISTENING_ADDRESS_REUSE,
+        (unsigned)1, MHD_OPTION_END);
+    if (!a->daemon) {
+        api_stop(a);
+        return fr_fail(err, FR_EIO, "cannot listen on %s:%d", c->host, c->port);
+    }
+    *out = a;
+    return 0;
+}
+
+void api_stop(struct api *a)
+{
+    if (!a) return;
+    if (a->daemon) MHD_stop_daemon(a->daemon);
+    while (a->idle) {
+        struct handles *h = a->idle;
+        a->idle = h->next;
+        store_close(h->store);
+        queue_close(h->queue);
+        free(h);
+    }
+    pthread_mutex_destroy(&a->lock);
+    free(a);
+}

@@ -1,0 +1,170 @@
+/* worker.c: one job at a time, with every outcome written where the client will look. */
+#include "service/worker.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "queue/queue.h"
+#include "service/job.h"
+#include "service/log.h"
+#include "store/store.h"
+#include "util/buf.h"
+#include "vision/pipeline.h"
+
+struct worker {
+    const struct config *cfg;
+    struct store *store;
+    struct queue *queue;
+    struct recognizer *rec;
+};
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* Writes {"job_id","status":"error","error"} as the job's output. */
+static int write_error(struct worker *w, const char *id, const char *msg)
+{
+    char err[FR_ERR_LEN];
+    struct buf b;
+    buf_init(&b, 8192);
+    buf_printf(&b, "{\"job_id\":\"%s\",\"status\":\"error\",\"error\":", id);
+    buf_json_str(&b, msg);
+    buf_append(&b, "}\n", 2);
+    int rc = b.err ? b.err : store_put(w->store, w->cfg->s3_out_bucket, id, b.data, b.len, err);
+    if (rc) log_error(id, "writing the error result failed: %s", err);
+    buf_free(&b);
+    return rc;
+}
+
+static void finish(struct worker *w, const char *id, const struct queue_msg *m)
+{
+    char err[FR_ERR_LEN];
+    if (queue_delete(w->queue, m->receipt, err)) log_warn(id, "deleting the message: %s", err);
+}
+
+/* Gives the job back to the queue for a later try, or dead-letters it when it has had enough. */
+static void give_back(struct worker *w, const char *id, const struct queue_msg *m, const char *why)
+{
+    char err[FR_ERR_LEN], msg[FR_ERR_LEN + 64];
+    if (m->receive_count >= w->cfg->max_receives) {
+        snprintf(msg, sizeof msg, "failed after %d attempts: %s", m->receive_count, why);
+        if (write_error(w, id, msg) == 0 && queue_dead_letter(w->queue, m, err) != 0)
+            log_warn(id, "dead-lettering: %s", err);
+        log_error(id, "dead-lettered after %d receives: %s", m->receive_count, why);
+        return;
+    }
+    int backoff = 1 << (m->receive_count - 1 < 6 ? m->receive_count - 1 : 6); /* 1, 2, 4 .. 64 s */
+    if (queue_retry(w->queue, m->receipt, backoff, err)) log_warn(id, "retry: %s", err);
+    log_warn(id, "attempt %d failed (%s); again in %d s", m->receive_count, why, backoff);
+}
+
+static void run_job(struct worker *w, const struct queue_msg *m)
+{
+    char id[JOB_ID_LEN + 1], name[JOB_FILENAME_MAX + 1], err[FR_ERR_LEN], msg[FR_ERR_LEN + 64];
+    if (job_parse_body(m->body, id, name)) {
+        log_error(NULL, "poison message deleted: body is not {job_id}_{filename}");
+        finish(w, NULL, m);
+        return;
+    }
+    if (m->receive_count > w->cfg->max_receives) {
+        give_back(w, id, m, "too many receives");
+        return;
+    }
+    double t0 = now_ms();
+    uint8_t *bytes = NULL;
+    size_t len = 0;
+    size_t cap = (size_t)w->cfg->max_file_mb << 20;
+    int rc = store_get(w->store, w->cfg->s3_in_bucket, m->body, cap, &bytes, &len, err);
+    if (rc == FR_ENOTFOUND || rc == FR_ETOOBIG) {
+        snprintf(msg, sizeof msg, "input object %s", rc == FR_ENOTFOUND ? "is missing" : "is too large");
+        if (write_error(w, id, msg) == 0) finish(w, id, m);
+        log_error(id, "%s", msg);
+        return;
+    }
+    if (rc) {
+        give_back(w, id, m, err);
+        return;
+    }
+    struct image img = {0};
+    struct image_limits lim = image_limits_default();
+    lim.max_bytes = cap;
+    rc = recognizer_decode(w->rec, bytes, len, &lim, &img, err);
+    free(bytes);
+    if (rc) {
+        snprintf(msg, sizeof msg, "cannot read the photo: %s", err);
+        if (write_error(w, id, msg) == 0) finish(w, id, m);
+        log_warn(id, "%s", msg);
+        return;
+    }
+    double t1 = now_ms();
+    struct recognition res;
+    rc = recognizer_run(w->rec, &img, t0 + w->cfg->job_timeout_seconds * 1000.0, &res, err);
+    image_free(&img);
+    if (rc == FR_ETIMEOUT) {
+        give_back(w, id, m, "time limit reached");
+        return;
+    }
+    if (rc) {
+        snprintf(msg, sizeof msg, "recognition failed: %s", err);
+        if (write_error(w, id, msg) == 0) finish(w, id, m);
+        log_error(id, "%s", msg);
+        return;
+    }
+    double t2 = now_ms();
+    struct buf b;
+    buf_init(&b, (size_t)8 << 20);
+    buf_printf(&b, "{\"job_id\":\"%s\",\"status\":\"done\",", id);
+    recognition_json(&res, 0, &b);
+    buf_printf(&b, ",\"timing_ms\":{\"fetch_decode\":%.2f,\"detect\":%.2f,\"embed\":%.2f}}\n", t1 - t0,
+               res.t.detect, res.t.align_embed);
+    const char *answer = recognition_result(&res);
+    int faces = res.n;
+    recognition_free(&res);
+    rc = b.err ? fr_fail(err, b.err, "result too large")
+               : store_put(w->store, w->cfg->s3_out_bucket, id, b.data, b.len, err);
+    buf_free(&b);
+    if (rc) {
+        give_back(w, id, m, err);
+        return;
+    }
+    finish(w, id, m);
+    log_info(id, "done: %d face%s, result %s, %.1f ms (recognition %.1f ms)", faces,
+             faces == 1 ? "" : "s", answer, now_ms() - t0, t2 - t1);
+}
+
+int worker_run(const struct config *c, volatile sig_atomic_t *stop, char err[FR_ERR_LEN])
+{
+    struct worker w = {c, NULL, NULL, NULL};
+    struct recognizer_opts ro = {MTCNN_OPTS_DEFAULT, c->worker_threads};
+    ro.detect.min_face = c->min_face;
+    ro.detect.max_side = c->detect_max_side;
+    int rc = recognizer_open(c->models, &ro, &w.rec, err);
+    if (!rc) rc = store_open(c, &w.store, err);
+    if (!rc) rc = queue_open(c, &w.queue, err);
+    int backoff_ms = 100;
+    while (!rc && !*stop) {
+        struct queue_msg m;
+        int wait = c->sqs_wait_time_seconds > 1 ? 1 : c->sqs_wait_time_seconds; /* see *stop */
+        int r = queue_receive(w.queue, wait, c->sqs_visibility_timeout_seconds, &m, err);
+        if (r == FR_ETIMEOUT) continue;
+        if (r) {
+            log_error(NULL, "receiving: %s (again in %d ms)", err, backoff_ms);
+            struct timespec ts = {backoff_ms / 1000, (backoff_ms % 1000) * 1000000L};
+            nanosleep(&ts, NULL);
+            if (backoff_ms < 5000) backoff_ms *= 2;
+            continue;
+        }
+        backoff_ms = 100;
+        run_job(&w, &m);
+    }
+    queue_close(w.queue);
+    store_close(w.store);
+    recognizer_close(w.rec);
+    return rc;
+}

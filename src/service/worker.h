@@ -1,0 +1,26 @@
+/* worker.h: the job loop: long-poll the queue, fetch the photo, recognise, write the result,
+ * delete the message.
+ *
+ * What happens to each kind of job:
+ *   malformed message body   deleted (poison), logged
+ *   input object missing     error result written, message deleted
+ *   photo cannot be decoded  error result written, message deleted
+ *   time limit reached       message visible again after a backoff growing with its receives
+ *   received MAX_RECEIVES+   error result written, message moved to the dead-letter queue
+ *   storage/queue failure    message left to reappear after its visibility timeout
+ * Writing a result that already exists is harmless: delivery is at least once. */
+#ifndef FR_SERVICE_WORKER_H
+#define FR_SERVICE_WORKER_H
+
+#include <signal.h>
+
+#include "util/config.h"
+#include "util/err.h"
+
+/* Runs jobs until *stop becomes non-zero (checked between jobs and receives: a job in progress
+ * is finished first). Returns 0 after a stop, or an error when the worker cannot start (models,
+ * backends). */
+int worker_run(const struct config *c, volatile sig_atomic_t *stop,
+               char err[FR_ERR_LEN]) FR_MUST_USE;
+
+#endif
