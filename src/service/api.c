@@ -42,8 +42,9 @@ struct request {
     struct MHD_PostProcessor *pp;
     struct buf file;       /* inputFile bytes */
     char filename[512];    /* as the client sent it */
-    int have_file, too_big, other_field_bytes;
-    int answered;          /* a response was queued early (e.g. too big): ignore the rest */
+    int have_file, too_big, malformed;
+    uint64_t received;     /* body bytes seen */
+    int answered;          /* a response was queued before the body (Content-Length too big) */
 };
 
 static double now_ms(void)
@@ -148,18 +149,16 @@ static enum MHD_Result on_field(void *cls, enum MHD_ValueKind kind, const char *
 {
     (void)kind, (void)content_type, (void)transfer_encoding, (void)off;
     struct request *rq = cls;
-    if (!key || strcmp(key, "inputFile") != 0) {
-        /* other fields are tolerated but bounded */
-        rq->other_field_bytes += (int)(size < 65536 ? size : 65536);
-        return rq->other_field_bytes > 65536 ? MHD_NO : MHD_YES;
-    }
+    if (!key || strcmp(key, "inputFile") != 0) return MHD_YES; /* other fields are ignored */
     if (!rq->have_file) {
         rq->have_file = 1;
         snprintf(rq->filename, sizeof rq->filename, "%s", filename ? filename : "");
     }
-    if (size && buf_append(&rq->file, data, size) != 0) {
+    /* past the cap the rest is read and dropped, so that the client gets its 400 (closing on
+     * unread data would reset the connection and lose the answer) */
+    if (size && !rq->too_big && buf_append(&rq->file, data, size) != 0) {
         rq->too_big = 1;
-        return MHD_NO;
+        buf_free(&rq->file);
     }
     return MHD_YES;
 }
@@ -324,20 +323,22 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return MHD_YES;
     }
     if (*upload_size > 0) { /* body data */
-        if (!rq->answered && rq->pp && MHD_post_process(rq->pp, upload_data, *upload_size) != MHD_YES) {
-            rq->answered = 1;
-            *upload_size = 0;
-            if (rq->too_big) {
-                char msg[96];
-                snprintf(msg, sizeof msg, "upload over the limit of %d MB", a->cfg.max_file_mb);
-                return send_error(c, 400, msg);
-            }
-            return send_error(c, 400, "malformed multipart/form-data upload");
-        }
+        rq->received += *upload_size;
+        /* a body far over the cap (chunked, no Content-Length) is cut off */
+        if (rq->received > ((uint64_t)a->cfg.max_file_mb << 20) * 2 + (1u << 20)) return MHD_NO;
+        if (!rq->answered && rq->pp && !rq->malformed &&
+            MHD_post_process(rq->pp, upload_data, *upload_size) != MHD_YES)
+            rq->malformed = 1;
         *upload_size = 0;
         return MHD_YES;
     }
     if (rq->answered) return MHD_YES;
+    if (rq->too_big) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "upload over the limit of %d MB", a->cfg.max_file_mb);
+        return send_error(c, 400, msg);
+    }
+    if (rq->malformed) return send_error(c, 400, "malformed multipart/form-data upload");
     switch (rq->route) {
     case R_UPLOAD: return finish_upload(a, c, rq);
     case R_STATUS: return do_status(a, c, url + strlen("/status/"));

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# test_service: facerec serve on the embedded backend, end to end over HTTP on 127.0.0.1:
+# the error table of the API contract, a recognised photo, worker outcomes (poison message,
+# missing input), and that rejected requests store and queue nothing.
+set -u
+bin=${FACEREC_BIN:-build/facerec}
+models=${FACEREC_MODELS:-models}
+photo=${FACEREC_TEST_PHOTO:-../shared/datasets/faces/openface/eric_clapton/clapton-1.jpg}
+checks=0 failed=0
+check() {
+    local what=$1; shift
+    checks=$((checks + 1))
+    if "$@"; then echo "ok   $what"; else failed=$((failed + 1)); echo "FAIL $what"; fi
+}
+[ -x "$bin" ] || { echo "SKIP: $bin not built"; exit 77; }
+[ -f "$models/pnet.tflite" ] || { echo "SKIP: models absent (make models)"; exit 77; }
+command -v curl >/dev/null || { echo "SKIP: curl not installed"; exit 77; }
+command -v sqlite3 >/dev/null || { echo "SKIP: sqlite3 not installed"; exit 77; }
+if [ ! -f "$photo" ]; then
+    echo "note: $photo absent (../shared): using a face-api demo photo"
+    photo=${FACEREC_FIXTURES:-build/fixtures}/sample1.jpg
+fi
+tmp=$(mktemp -d)
+port=$((20000 + RANDOM % 30000))
+export DATA_DIR=$tmp/data HOST=127.0.0.1 PORT=$port WORKERS=1 MAX_WAIT_SECONDS=20 MAX_FILE_MB=1
+export FACEREC_MODELS=$models JOB_TIMEOUT_SECONDS=20 SQS_VISIBILITY_TIMEOUT_SECONDS=30
+"$bin" serve 2>"$tmp/serve.log" &
+server=$!
+cleanup() { kill "$server" 2>/dev/null; wait "$server" 2>/dev/null; rm -rf "$tmp"; }
+trap cleanup EXIT
+url=http://127.0.0.1:$port
+for _ in $(seq 1 100); do curl -sf "$url/health" >/dev/null && break; sleep 0.1; done
+
+code() { curl -s -o "$tmp/body" -w '%{http_code}' "$@"; }
+objects() { find "$DATA_DIR/objects" -type f | wc -l; }
+queued() { sqlite3 "$DATA_DIR/queue.db" 'select count(*) from messages'; }
+
+check "health is 200 ok" bash -c "[ \"\$(curl -s -o /dev/null -w '%{http_code}' $url/health)\" = 200 ]"
+before_o=$(objects) before_q=$(queued)
+check "no inputFile: 400" [ "$(code -F other=@"$photo" "$url/")" = 400 ]
+check "... says what is missing" grep -q inputFile "$tmp/body"
+: >"$tmp/empty.jpg"
+check "empty file: 400" [ "$(code -F inputFile=@"$tmp/empty.jpg" "$url/")" = 400 ]
+printf 'just text, not an image\n' >"$tmp/notes.jpg"
+check "non-image: 400" [ "$(code -F inputFile=@"$tmp/notes.jpg" "$url/")" = 400 ]
+head -c 2000000 /dev/urandom >"$tmp/big.jpg"
+check "upload over MAX_FILE_MB: 400" [ "$(code -F inputFile=@"$tmp/big.jpg" "$url/")" = 400 ]
+check "... with a JSON error" grep -q '"status":"error"' "$tmp/body"
+check "chunked upload over MAX_FILE_MB: 400" [ "$(code -H 'Transfer-Encoding: chunked' -F inputFile=@"$tmp/big.jpg" "$url/")" = 400 ]
+check "not multipart: 400" [ "$(code -H 'Content-Type: application/octet-stream' --data-binary @"$photo" "$url/")" = 400 ]
+check "wrong method on /: 405" [ "$(code -X GET "$url/")" = 405 ]
+check "wrong method on /health: 405" [ "$(code -X DELETE "$url/health")" = 405 ]
+check "unknown route: 404" [ "$(code "$url/nowhere")" = 404 ]
+check "malformed job id: 400" [ "$(code "$url/status/not-a-uuid")" = 400 ]
+check "path-like job id: 400" [ "$(code "$url/status/..%2F..%2Fetc%2Fpasswd")" = 400 ]
+check "unknown job id: 404" [ "$(code "$url/status/00000000-0000-4000-8000-000000000000")" = 404 ]
+big_header=$(head -c 40000 /dev/zero | tr '\0' 'a')
+hc=$(code -H "X-Big: $big_header" "$url/health")
+check "huge headers refused (got $hc)" [ "$hc" -ge 400 ] 2>/dev/null
+check "nothing stored or queued by rejected requests" [ "$(objects)" = "$before_o" ] && [ "$(queued)" = "$before_q" ]
+
+# a slow client that never finishes its headers is dropped, and others are served meanwhile
+(exec 3<>/dev/tcp/127.0.0.1/$port; printf 'GET /health HTTP/1.1\r\nHost: x\r\n' >&3; sleep 20) &
+slow=$!
+sleep 0.3
+check "served while a slow client hangs" [ "$(code "$url/health")" = 200 ]
+kill $slow 2>/dev/null
+
+# a real photo: 200 with a result; filename with a path is sanitised
+check "photo: 200 done" [ "$(code -F "inputFile=@$photo;filename=../../etc/passwd.jpg" "$url/")" = 200 ]
+check "... result and faces" bash -c "grep -q '\"status\":\"done\"' '$tmp/body' && grep -q '\"faces\":\[{' '$tmp/body'"
+job=$(sed -n 's/.*"job_id":"\([0-9a-f-]*\)".*/\1/p' "$tmp/body")
+check "... job id is a UUID" bash -c "[[ '$job' =~ ^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$ ]]"
+check "... input stored under a sanitised key" [ -f "$DATA_DIR/objects/input-bucket/${job}_passwd.jpg" ]
+check "... status answers 200 with the result" [ "$(code "$url/status/$job")" = 200 ]
+check "... message deleted" [ "$(queued)" = 0 ]
+check "log lines carry the job id" grep -q "job=$job" "$tmp/serve.log"
+
+# worker outcomes: a poison message is deleted; a missing input gives an error result
+sqlite3 "$DATA_DIR/queue.db" "insert into messages(queue, body, visible_at, sent_at) values('request-queue', 'garbage', 0, 0)"
+missing=11111111-2222-4333-8444-555555555555
+sqlite3 "$DATA_DIR/queue.db" "insert into messages(queue, body, visible_at, sent_at) values('request-queue', '${missing}_gone.jpg', 0, 0)"
+printf 'gone.jpg' >"$DATA_DIR/objects/input-bucket/$missing"
+for _ in $(seq 1 50); do [ "$(queued)" = 0 ] && break; sleep 0.1; done
+check "poison and missing-input messages deleted" [ "$(queued)" = 0 ]
+check "poison message logged" grep -q "poison" "$tmp/serve.log"
+check "missing input: status gives an error result" bash -c \
+    "[ \"\$(curl -s -o '$tmp/m' -w '%{http_code}' $url/status/$missing)\" = 200 ] && grep -q 'input object is missing' '$tmp/m'"
+
+# a worker killed by a signal is replaced
+wpid=$(pgrep -P "$server" | head -n 1)
+kill -9 "$wpid" 2>/dev/null
+sleep 0.5
+check "a killed worker is replaced" bash -c "grep -q 'killed by signal 9; replacing it' '$tmp/serve.log'"
+check "service still answers after it" [ "$(code -F "inputFile=@$photo" "$url/")" = 200 ]
+
+kill -TERM "$server"
+wait "$server"
+check "SIGTERM stops the service cleanly" [ $? = 0 ]
+echo "$checks checks, $failed failed"
+[ "$failed" -eq 0 ]
