@@ -20,7 +20,9 @@ static const struct command commands[] = {
     {"nn", cli_nn, "inspect and run a TFLite model (nn info MODEL, nn run MODEL ...)"},
     {"detect", cli_detect, "find faces in images: boxes, scores, landmarks (JSON)"},
     {"embed", cli_detect, "detect, then a 192-value embedding per face (JSON)"},
-    {"bench", cli_bench, "benchmarks (bench nn)"},
+    {"enroll", cli_enroll, "add people to a gallery file from a folder of photos"},
+    {"identify", cli_identify, "name the faces in images against a gallery file (JSON)"},
+    {"bench", cli_bench, "benchmarks (bench nn, bench pipeline)"},
 };
 
 static int usage(FILE *f)

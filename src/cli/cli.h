@@ -6,6 +6,8 @@
 int cli_nn(int argc, char **argv);    /* facerec nn info|run ... */
 int cli_bench(int argc, char **argv); /* facerec bench nn ... */
 int cli_detect(int argc, char **argv); /* facerec detect|embed IMAGE... */
+int cli_enroll(int argc, char **argv);   /* facerec enroll --gallery FILE DIR */
+int cli_identify(int argc, char **argv); /* facerec identify --gallery FILE IMAGE... */
 int cli_serve(int argc, char **argv);  /* facerec serve: API + worker pool */
 int cli_api(int argc, char **argv);    /* facerec api */
 int cli_worker(int argc, char **argv); /* facerec worker */

@@ -1,7 +1,10 @@
 /* pipeline.c: detection, then alignment and embedding of every face. */
 #include "vision/pipeline.h"
 
+#include "vision/gallery.h"
+
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -106,6 +109,21 @@ int recognizer_run(struct recognizer *r, const struct image *img, double deadlin
     free(boxes);
     if (rc) recognition_free(out);
     return rc;
+}
+
+void recognition_match(struct recognition *res, const struct gallery *g, float threshold)
+{
+    for (int i = 0; i < res->n; i++) {
+        struct face_result *f = &res->faces[i];
+        f->name[0] = 0;
+        f->similarity = NAN;
+        if (!f->has_emb || !g) continue;
+        struct gallery_match m;
+        gallery_search(g, f->emb, &m);
+        if (!m.name) continue;
+        f->similarity = m.similarity;
+        if (m.similarity >= threshold) snprintf(f->name, sizeof f->name, "%s", m.name);
+    }
 }
 
 const char *recognition_result(const struct recognition *res)
