@@ -55,16 +55,14 @@ deps:
 models: deps
 	@FACEREC_MODELS=$(MODELS) scripts/models.sh
 
-# The service (facerec serve) arrives with the HTTP API; until then `make run` sets everything
-# up and shows the models the engine reads.
 # Test photos that are not ours to commit (face-api's demo group photos), checked by sha256.
 fixtures: deps
 	@scripts/fixtures.sh
 
+# The whole service on this machine: API on PORT (8000), embedded queue and store in DATA_DIR.
 run: deps models
 	@$(MAKE) --no-print-directory all
-	@for m in pnet rnet onet MobileFaceNet; do $(BUILD)/facerec nn info $(MODELS)/$$m.tflite; echo; done
-	@echo "facerec is built and its models are in place; the HTTP service is not written yet."
+	FACEREC_MODELS=$(MODELS) $(BUILD)/facerec serve
 
 # The whole suite: unit and integration tests, then the same under ASan+UBSan (CI runs this).
 test: deps models fixtures
@@ -81,6 +79,10 @@ fuzz: $(FUZZ_SRC:fuzz/%.c=build/fuzz/%)
 build/fuzz/%: fuzz/%.c $(LIB_SRC)
 	@mkdir -p $(dir $@)
 	clang $(CPPFLAGS) $(PKG_CFLAGS) -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined $< $(LIB_SRC) $(PKG_LIBS) $(LDLIBS) -o $@
+
+# Against a running `make run` (or SMOKE_URL): enrol a person, recognise another photo of them.
+smoke:
+	@scripts/smoke.sh
 
 format:
 	clang-format -i $$(find src tests fuzz bench -name '*.[ch]')

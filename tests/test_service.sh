@@ -23,7 +23,7 @@ fi
 tmp=$(mktemp -d)
 port=$((20000 + RANDOM % 30000))
 export DATA_DIR=$tmp/data HOST=127.0.0.1 PORT=$port WORKERS=1 MAX_WAIT_SECONDS=20 MAX_FILE_MB=1
-export FACEREC_MODELS=$models JOB_TIMEOUT_SECONDS=20 SQS_VISIBILITY_TIMEOUT_SECONDS=30
+export FACEREC_MODELS=$models JOB_TIMEOUT_SECONDS=20 SQS_VISIBILITY_TIMEOUT_SECONDS=30 API_KEY=sesame
 "$bin" serve 2>"$tmp/serve.log" &
 server=$!
 cleanup() { kill "$server" 2>/dev/null; wait "$server" 2>/dev/null; rm -rf "$tmp"; }
@@ -86,6 +86,27 @@ check "poison and missing-input messages deleted" [ "$(queued)" = 0 ]
 check "poison message logged" grep -q "poison" "$tmp/serve.log"
 check "missing input: status gives an error result" bash -c \
     "[ \"\$(curl -s -o '$tmp/m' -w '%{http_code}' $url/status/$missing)\" = 200 ] && grep -q 'input object is missing' '$tmp/m'"
+
+# the gallery over HTTP: enrol, list, recognise, delete, API key
+people=../shared/datasets/faces/face_recognition
+if [ -f "$people/obama/obama.jpg" ]; then
+    check "enrol: 200" [ "$(code -H "X-Api-Key: sesame" -F a=@"$people/obama/obama.jpg" -F b=@"$people/obama/obama1.jpg" "$url/people/Barack%20Obama")" = 200 ]
+    check "... two examples added" grep -q '"added":2' "$tmp/body"
+    check "enrol a non-image only: 400" [ "$(code -H "X-Api-Key: sesame" -F a=@"$tmp/notes.jpg" "$url/people/Nobody")" = 400 ]
+    check "enrol with a bad name: 400" [ "$(code -H "X-Api-Key: sesame" -F a=@"$people/obama/obama.jpg" "$url/people/..")" = 400 ]
+    check "enrol with no photo: 400" [ "$(code -H "X-Api-Key: sesame" -F x=y "$url/people/Someone")" = 400 ]
+    check "enrol without the API key: 401" [ "$(code -F a=@"$people/obama/obama.jpg" "$url/people/Barack%20Obama")" = 401 ]
+    check "list without the API key: 401" [ "$(code "$url/people")" = 401 ]
+    check "list: 200 with counts" bash -c "[ \"\$(curl -s -H 'X-Api-Key: sesame' -o '$tmp/p' -w '%{http_code}' $url/people)\" = 200 ] && grep -q '\"name\":\"Barack Obama\",\"examples\":2' '$tmp/p'"
+    check "another photo is recognised" bash -c "curl -s -F inputFile=@$people/obama/obama2.jpg $url/ | grep -q '\"result\":\"Barack Obama\"'"
+    check "a stranger is Unknown" bash -c "curl -s -F inputFile=@$photo $url/ | grep -q '\"result\":\"Unknown\"'"
+    check "delete: 200" [ "$(code -H "X-Api-Key: sesame" -X DELETE "$url/people/Barack%20Obama")" = 200 ]
+    check "delete again: 404" [ "$(code -H "X-Api-Key: sesame" -X DELETE "$url/people/Barack%20Obama")" = 404 ]
+    check "after deletion the photo is Unknown" bash -c "curl -s -F inputFile=@$people/obama/obama2.jpg $url/ | grep -q '\"result\":\"Unknown\"'"
+else
+    echo "note: $people absent: enrolment not checked"
+fi
+check "wrong method on /people/x: 405 with Allow" bash -c "curl -s -i -X PUT $url/people/x | grep -qi '^Allow: POST, DELETE'"
 
 # a worker killed by a signal is replaced
 wpid=$(pgrep -P "$server" | head -n 1)

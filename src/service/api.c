@@ -12,6 +12,8 @@
 #include "queue/queue.h"
 #include "service/job.h"
 #include "service/log.h"
+#include "service/people.h"
+#include "vision/pipeline.h"
 #include "store/store.h"
 #include "util/buf.h"
 
@@ -19,6 +21,7 @@
 #define HEADER_MEMORY (32 * 1024) /* per connection: request line and headers must fit */
 #define CLIENT_TIMEOUT_S 15       /* idle time allowed on a connection (slow clients) */
 #define RESULT_MAX ((size_t)16 << 20)
+#define ENROL_MAX_PHOTOS 20
 
 /* A store and a queue handle, used by one request at a time. */
 struct handles {
@@ -32,9 +35,20 @@ struct api {
     struct MHD_Daemon *daemon;
     pthread_mutex_t lock; /* guards idle */
     struct handles *idle;
+    /* Enrolment runs one request at a time: it guards the recognizer and the read-modify-write
+     * of the stored gallery (within this API process; see README on several API hosts). */
+    pthread_mutex_t enrol_lock;
+    struct recognizer *rec; /* loaded on first enrolment */
 };
 
-enum route { R_NONE, R_UPLOAD, R_STATUS, R_HEALTH, R_NOT_FOUND, R_BAD_METHOD };
+enum route {
+    R_NONE, R_UPLOAD, R_STATUS, R_HEALTH, R_PEOPLE, R_ENROL, R_UNENROL, R_NOT_FOUND, R_BAD_METHOD
+};
+
+struct photo {
+    struct buf data;
+    char filename[256];
+};
 
 struct request {
     enum route route;
@@ -45,6 +59,8 @@ struct request {
     int have_file, too_big, malformed;
     uint64_t received;     /* body bytes seen */
     int answered;          /* a response was queued before the body (Content-Length too big) */
+    struct photo photos[ENROL_MAX_PHOTOS]; /* POST /people/{name}: every file field */
+    int nphotos, too_many;
 };
 
 static double now_ms(void)
@@ -126,6 +142,9 @@ static enum route route_of(const char *method, const char *url, char *allow, siz
         {"/", 1, "POST", R_UPLOAD},
         {"/health", 1, "GET", R_HEALTH},
         {"/status/", 0, "GET", R_STATUS},
+        {"/people", 1, "GET", R_PEOPLE},
+        {"/people/", 0, "POST", R_ENROL},
+        {"/people/", 0, "DELETE", R_UNENROL},
     };
     for (size_t i = 0; i < sizeof routes / sizeof *routes; i++) {
         int match = routes[i].exact ? !strcmp(url, routes[i].prefix)
@@ -134,10 +153,10 @@ static enum route route_of(const char *method, const char *url, char *allow, siz
         if (!strcmp(method, routes[i].method) ||
             (!strcmp(method, "HEAD") && !strcmp(routes[i].method, "GET")))
             return routes[i].route;
-        snprintf(allow, allow_len, "%s", routes[i].method);
-        return R_BAD_METHOD;
+        size_t used = strlen(allow);
+        snprintf(allow + used, allow_len - used, "%s%s", used ? ", " : "", routes[i].method);
     }
-    return R_NOT_FOUND;
+    return allow[0] ? R_BAD_METHOD : R_NOT_FOUND;
 }
 
 /* ---- upload ---- */
@@ -149,6 +168,22 @@ static enum MHD_Result on_field(void *cls, enum MHD_ValueKind kind, const char *
 {
     (void)kind, (void)content_type, (void)transfer_encoding, (void)off;
     struct request *rq = cls;
+    if (rq->route == R_ENROL) { /* every file field is a photo */
+        if (!filename) return MHD_YES;
+        if (off == 0) {
+            if (rq->nphotos == ENROL_MAX_PHOTOS) {
+                rq->too_many = 1;
+                return MHD_YES;
+            }
+            struct photo *p = &rq->photos[rq->nphotos++];
+            buf_init(&p->data, rq->file.max);
+            snprintf(p->filename, sizeof p->filename, "%s", filename);
+        }
+        if (rq->too_many || rq->nphotos == 0) return MHD_YES;
+        struct photo *p = &rq->photos[rq->nphotos - 1];
+        if (size && !rq->too_big && buf_append(&p->data, data, size) != 0) rq->too_big = 1;
+        return MHD_YES;
+    }
     if (!key || strcmp(key, "inputFile") != 0) return MHD_YES; /* other fields are ignored */
     if (!rq->have_file) {
         rq->have_file = 1;
@@ -290,6 +325,138 @@ static enum MHD_Result do_health(struct api *a, struct MHD_Connection *c)
     return send_body(c, 200, body, (size_t)n, NULL);
 }
 
+/* ---- people ---- */
+
+/* Constant-time comparison of the X-Api-Key header with API_KEY. */
+static int key_ok(const struct api *a, struct MHD_Connection *c)
+{
+    if (!a->cfg.api_key[0]) return 1;
+    const char *got = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Api-Key");
+    if (!got) return 0;
+    size_t n = strlen(a->cfg.api_key), m = strlen(got);
+    unsigned char diff = (unsigned char)(n != m);
+    for (size_t i = 0; i < n; i++)
+        diff |= (unsigned char)(a->cfg.api_key[i] ^ (i < m ? got[i] : 0));
+    return diff == 0;
+}
+
+static enum MHD_Result send_people(struct MHD_Connection *c, unsigned code, const struct gallery *g,
+                                   const char *extra)
+{
+    struct buf b;
+    buf_init(&b, (size_t)64 << 20);
+    buf_append(&b, "{\"people\":[", 11);
+    for (int i = 0; i < gallery_people(g); i++) {
+        int examples;
+        const char *name = gallery_person(g, i, &examples);
+        buf_append(&b, i ? ",{\"name\":" : "{\"name\":", i ? 9 : 8);
+        buf_json_str(&b, name);
+        buf_printf(&b, ",\"examples\":%d}", examples);
+    }
+    buf_printf(&b, "]%s%s}\n", extra ? "," : "", extra ? extra : "");
+    enum MHD_Result ok = b.err ? send_error(c, 500, "listing too large") : send_body(c, code, b.data, b.len, NULL);
+    buf_free(&b);
+    return ok;
+}
+
+static enum MHD_Result do_people(struct api *a, struct MHD_Connection *c, struct request *rq,
+                                 const char *url)
+{
+    char err[FR_ERR_LEN], msg[FR_ERR_LEN + 128];
+    if (!key_ok(a, c)) return send_error(c, 401, "missing or wrong X-Api-Key");
+    const char *name = rq->route == R_PEOPLE ? NULL : url + strlen("/people/");
+    if (name && !gallery_name_valid(name))
+        return send_error(c, 400, "invalid person name (1-128 characters, no '/' or control characters)");
+    if (rq->route == R_ENROL) {
+        if (rq->too_big) return send_error(c, 400, "a photo is over the upload limit");
+        if (rq->too_many) return send_error(c, 400, "too many photos in one request (at most 20)");
+        if (rq->nphotos == 0) return send_error(c, 400, "no photo in the form");
+    }
+    struct handles *h = handles_get(a, err);
+    if (!h) return send_error(c, 503, "storage unavailable");
+    pthread_mutex_lock(&a->enrol_lock);
+    struct gallery *g = NULL;
+    char ver[64];
+    enum MHD_Result ok;
+    int rc = people_load(h->store, &a->cfg, &g, ver, err);
+    if (rc) {
+        snprintf(msg, sizeof msg, "gallery unavailable: %s", err);
+        ok = send_error(c, 503, msg);
+    } else if (rq->route == R_PEOPLE) {
+        ok = send_people(c, 200, g, NULL);
+    } else if (rq->route == R_UNENROL) {
+        if (gallery_remove(g, name) == FR_ENOTFOUND) {
+            ok = send_error(c, 404, "no such person");
+        } else if (people_save(h->store, &a->cfg, g, err)) {
+            ok = send_error(c, 503, "could not store the gallery");
+        } else {
+            log_info(NULL, "removed %s from the gallery", name);
+            char body[64];
+            int n = snprintf(body, sizeof body, "{\"status\":\"deleted\"}\n");
+            ok = send_body(c, 200, body, (size_t)n, NULL);
+        }
+    } else { /* enrol */
+        if (!a->rec && recognizer_open(a->cfg.models, NULL, &a->rec, err)) {
+            snprintf(msg, sizeof msg, "cannot load the models: %s", err);
+            ok = send_error(c, 503, msg);
+            goto done;
+        }
+        struct buf skipped;
+        buf_init(&skipped, 1 << 20);
+        int added = 0;
+        for (int i = 0; i < rq->nphotos; i++) {
+            struct photo *p = &rq->photos[i];
+            struct image img = {0};
+            struct recognition res = {0};
+            const char *why = NULL;
+            struct image_limits lim = image_limits_default();
+            lim.max_bytes = p->data.max;
+            if (p->data.len == 0) why = "empty file";
+            else if (recognizer_decode(a->rec, (const uint8_t *)p->data.data, p->data.len, &lim, &img, err) ||
+                     recognizer_run(a->rec, &img, 0, &res, err))
+                why = err;
+            else if (res.largest < 0) why = "no face found";
+            else if (gallery_add(g, name, res.faces[res.largest].emb, err)) why = err;
+            else added++;
+            if (why) {
+                buf_append(&skipped, skipped.len ? ",{\"file\":" : "{\"file\":", skipped.len ? 9 : 8);
+                buf_json_str(&skipped, p->filename);
+                buf_append(&skipped, ",\"error\":", 9);
+                buf_json_str(&skipped, why);
+                buf_append(&skipped, "}", 1);
+            }
+            recognition_free(&res);
+            image_free(&img);
+        }
+        if (added == 0) {
+            snprintf(msg, sizeof msg, "no usable face in the %d photo%s", rq->nphotos,
+                     rq->nphotos == 1 ? "" : "s");
+            ok = send_error(c, 400, msg);
+        } else if (people_save(h->store, &a->cfg, g, err)) {
+            ok = send_error(c, 503, "could not store the gallery");
+        } else {
+            int examples = 0;
+            for (int i = 0; i < gallery_people(g); i++)
+                if (!strcmp(gallery_person(g, i, &examples), name)) break;
+            struct buf b;
+            buf_init(&b, 2 << 20);
+            buf_append(&b, "{\"name\":", 8);
+            buf_json_str(&b, name);
+            buf_printf(&b, ",\"added\":%d,\"examples\":%d,\"skipped\":[%s]}\n", added, examples,
+                       skipped.data ? skipped.data : "");
+            ok = b.err ? send_error(c, 500, "response too large") : send_body(c, 200, b.data, b.len, NULL);
+            buf_free(&b);
+            log_info(NULL, "enrolled %d photo%s of %s", added, added == 1 ? "" : "s", name);
+        }
+        buf_free(&skipped);
+    }
+done:
+    pthread_mutex_unlock(&a->enrol_lock);
+    gallery_free(g);
+    handles_put(a, h);
+    return ok;
+}
+
 /* ---- the access handler ---- */
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
@@ -304,11 +471,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         if (!rq) return MHD_NO;
         *state = rq;
         rq->route = route_of(method, url, rq->allow, sizeof rq->allow);
-        if (rq->route == R_UPLOAD) {
+        if (rq->route == R_UPLOAD || rq->route == R_ENROL) {
             size_t cap = (size_t)a->cfg.max_file_mb << 20;
             buf_init(&rq->file, cap);
             const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
-            if (cl && strtoull(cl, NULL, 10) > cap + 65536) {
+            size_t limit = rq->route == R_ENROL ? cap * 4 : cap;
+            if (cl && strtoull(cl, NULL, 10) > limit + 65536) {
                 rq->answered = 1;
                 char msg[96];
                 snprintf(msg, sizeof msg, "upload over the limit of %d MB", a->cfg.max_file_mb);
@@ -325,7 +493,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (*upload_size > 0) { /* body data */
         rq->received += *upload_size;
         /* a body far over the cap (chunked, no Content-Length) is cut off */
-        if (rq->received > ((uint64_t)a->cfg.max_file_mb << 20) * 2 + (1u << 20)) return MHD_NO;
+        if (rq->received > ((uint64_t)a->cfg.max_file_mb << 20) * 8 + (1u << 20)) return MHD_NO;
         if (!rq->answered && rq->pp && !rq->malformed &&
             MHD_post_process(rq->pp, upload_data, *upload_size) != MHD_YES)
             rq->malformed = 1;
@@ -343,6 +511,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     case R_UPLOAD: return finish_upload(a, c, rq);
     case R_STATUS: return do_status(a, c, url + strlen("/status/"));
     case R_HEALTH: return do_health(a, c);
+    case R_PEOPLE:
+    case R_ENROL:
+    case R_UNENROL: return do_people(a, c, rq, url);
     case R_BAD_METHOD: {
         char msg[64];
         snprintf(msg, sizeof msg, "method %s not allowed here", method);
@@ -367,6 +538,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **state,
     if (!rq) return;
     if (rq->pp) MHD_destroy_post_processor(rq->pp);
     buf_free(&rq->file);
+    for (int i = 0; i < rq->nphotos; i++)
+        buf_free(&rq->photos[i].data);
     free(rq);
     *state = NULL;
 }
@@ -378,6 +551,7 @@ int api_start(const struct config *c, struct api **out, char err[FR_ERR_LEN])
     if (!a) return fr_fail(err, FR_ENOMEM, "out of memory");
     a->cfg = *c;
     pthread_mutex_init(&a->lock, NULL);
+    pthread_mutex_init(&a->enrol_lock, NULL);
     /* fail early when the backends are unreachable */
     struct handles *h = handles_get(a, err);
     if (!h) {
@@ -416,6 +590,8 @@ void api_stop(struct api *a)
         queue_close(h->queue);
         free(h);
     }
+    recognizer_close(a->rec);
+    pthread_mutex_destroy(&a->enrol_lock);
     pthread_mutex_destroy(&a->lock);
     free(a);
 }

@@ -9,6 +9,7 @@
 #include "queue/queue.h"
 #include "service/job.h"
 #include "service/log.h"
+#include "service/people.h"
 #include "store/store.h"
 #include "util/buf.h"
 #include "vision/pipeline.h"
@@ -18,6 +19,7 @@ struct worker {
     struct store *store;
     struct queue *queue;
     struct recognizer *rec;
+    struct people_cache people;
 };
 
 static double now_ms(void)
@@ -116,6 +118,11 @@ static void run_job(struct worker *w, const struct queue_msg *m)
         log_error(id, "%s", msg);
         return;
     }
+    /* a local version check costs a stat(); a remote one a request: at most once a second */
+    double max_age = strcmp(w->cfg->backend, "embedded") ? 1000 : 0;
+    if (people_refresh(&w->people, w->store, w->cfg, max_age, err))
+        log_warn(id, "gallery not refreshed: %s", err); /* matches against the last good one */
+    recognition_match(&res, w->people.g, (float)w->cfg->match_threshold);
     double t2 = now_ms();
     struct buf b;
     buf_init(&b, (size_t)8 << 20);
@@ -140,7 +147,7 @@ static void run_job(struct worker *w, const struct queue_msg *m)
 
 int worker_run(const struct config *c, volatile sig_atomic_t *stop, char err[FR_ERR_LEN])
 {
-    struct worker w = {c, NULL, NULL, NULL};
+    struct worker w = {c, NULL, NULL, NULL, {0}};
     struct recognizer_opts ro = {MTCNN_OPTS_DEFAULT, c->worker_threads};
     ro.detect.min_face = c->min_face;
     ro.detect.max_side = c->detect_max_side;
@@ -163,6 +170,7 @@ int worker_run(const struct config *c, volatile sig_atomic_t *stop, char err[FR_
         backoff_ms = 100;
         run_job(&w, &m);
     }
+    people_cache_free(&w.people);
     queue_close(w.queue);
     store_close(w.store);
     recognizer_close(w.rec);

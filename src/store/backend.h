@@ -11,6 +11,7 @@ struct store_ops {
     int (*get)(void *impl, const char *bucket, const char *key, size_t max, uint8_t **data,
                size_t *len, char *err);
     int (*del)(void *impl, const char *bucket, const char *key, char *err);
+    int (*version)(void *impl, const char *bucket, const char *key, char ver[64], char *err);
     int (*check)(void *impl, char *err);
     void (*close)(void *impl);
 };

@@ -86,6 +86,14 @@ int store_delete(struct store *s, const char *bucket, const char *key, char err[
     return rc ? rc : s->ops->del(s->impl, bucket, key, err);
 }
 
+int store_version(struct store *s, const char *bucket, const char *key, char ver[64],
+                  char err[FR_ERR_LEN])
+{
+    ver[0] = 0;
+    int rc = check_names(bucket, key, err);
+    return rc ? rc : s->ops->version(s->impl, bucket, key, ver, err);
+}
+
 int store_check(struct store *s, char err[FR_ERR_LEN])
 {
     return s->ops->check(s->impl, err);

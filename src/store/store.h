@@ -41,6 +41,11 @@ int store_get(struct store *s, const char *bucket, const char *key, size_t max, 
 int store_delete(struct store *s, const char *bucket, const char *key,
                  char err[FR_ERR_LEN]) FR_MUST_USE;
 
+/* A short string that changes whenever the object is replaced (file time and size; an ETag on
+ * S3), for cheap change checks. FR_ENOTFOUND when the object does not exist. */
+int store_version(struct store *s, const char *bucket, const char *key, char ver[64],
+                  char err[FR_ERR_LEN]) FR_MUST_USE;
+
 /* Checks that the store and its buckets can be reached (for /health). */
 int store_check(struct store *s, char err[FR_ERR_LEN]) FR_MUST_USE;
 
