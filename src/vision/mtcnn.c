@@ -134,6 +134,7 @@ static float area(const float *b)
  * by more than thresh (intersection over union, or over the smaller area with use_min). */
 static void nms(struct cands *c, float thresh, int use_min)
 {
+    if (c->n == 0) return;
     qsort(c->v, (size_t)c->n, sizeof *c->v, by_score);
     int kept = 0;
     for (int i = 0; i < c->n; i++) {
