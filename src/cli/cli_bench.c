@@ -9,10 +9,13 @@
 #include "nn/nn.h"
 #include "vision/image.h"
 #include "vision/pipeline.h"
+#include "vision/warp.h"
 
 static const char bench_usage[] =
     "usage: facerec bench nn [--threads N] [--repeat R] [--json]\n"
     "       facerec bench pipeline [--threads N] [--repeat R] [--json] IMAGE...\n"
+    "       facerec bench fit IMAGE WxH OUT.jpg   (a benchmark photo: IMAGE cropped to the\n"
+    "                                              aspect of WxH, resampled, JPEG quality 90)\n"
     "\n"
     "pipeline: decodes, detects, aligns and embeds every face of each photo (bytes already in\n"
     "memory), prints per-stage median milliseconds and photos per second.\n"
@@ -290,8 +293,43 @@ static int bench_pipeline(int argc, char **argv)
     return status;
 }
 
+static int bench_fit(int argc, char **argv)
+{
+    int w, h;
+    if (argc != 3 || sscanf(argv[1], "%dx%d", &w, &h) != 2 || w < 16 || h < 16 || w > 8192 || h > 8192) {
+        fputs(bench_usage, stderr);
+        return 2;
+    }
+    char err[FR_ERR_LEN];
+    struct image img = {0};
+    if (image_load_file(argv[0], NULL, &img, err)) return cli_error("%s", err);
+    /* the largest centred rectangle of the target's aspect */
+    double sw = img.w, sh = (double)img.w * h / w;
+    if (sh > img.h) sh = img.h, sw = (double)img.h * w / h;
+    double x0 = (img.w - sw) / 2, y0 = (img.h - sh) / 2;
+    float *f = malloc((size_t)w * h * 3 * sizeof(float));
+    struct image out = {w, h, malloc((size_t)w * h * 3)};
+    struct warp_src src = warp_src_image(&img);
+    int rc = f && out.px ? warp_resize(&src, x0, y0, x0 + sw, y0 + sh, w, h, 0, f) : FR_ENOMEM;
+    for (size_t i = 0; !rc && i < (size_t)w * h * 3; i++) {
+        float v = f[i] * 128.0f + 127.5f + 0.5f;
+        out.px[i] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+    }
+    uint8_t *jpg = NULL;
+    size_t len = 0;
+    if (!rc) rc = image_encode_jpeg(&out, 90, &jpg, &len, err);
+    FILE *o = rc ? NULL : fopen(argv[2], "wb");
+    if (!rc && (!o || fwrite(jpg, 1, len, o) != len)) rc = FR_EIO;
+    if (o && fclose(o) != 0) rc = FR_EIO;
+    free(jpg), free(f), free(out.px);
+    image_free(&img);
+    if (rc) return cli_error("%s: cannot make the photo (%s)", argv[2], fr_strerror(rc));
+    return 0;
+}
+
 int cli_bench(int argc, char **argv)
 {
+    if (argc >= 2 && !strcmp(argv[1], "fit")) return bench_fit(argc - 2, argv + 2);
     if (argc >= 2 && !strcmp(argv[1], "nn")) return bench_nn(argc - 2, argv + 2);
     if (argc >= 2 && !strcmp(argv[1], "pipeline")) return bench_pipeline(argc - 2, argv + 2);
     int help = argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"));

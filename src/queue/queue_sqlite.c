@@ -1,7 +1,9 @@
 /* queue_sqlite.c: the embedded queue: one SQLite database (WAL) under DATA_DIR, shared by any
  * number of processes. A message is a row; receiving claims the oldest visible row by moving its
  * visible_at into the future and giving it a fresh receipt, in one conditional UPDATE, so two
- * workers never both get it. Long polling re-checks with short sleeps (1 to 8 ms).
+ * workers never both get it. Long polling sleeps on inotify: every write to the database goes to
+ * its WAL file, so a send by any process wakes the waiting workers at once (with a re-check every
+ * 50 ms for delayed messages coming due).
  *
  * Durability: WAL with synchronous=NORMAL survives any process crash; an operating system crash
  * may lose the last commits. */
@@ -11,7 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sqlite3.h>
+#include <poll.h>
+#include <sys/inotify.h>
 #include <sys/random.h>
+#include <unistd.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -19,6 +24,7 @@
 
 struct sq {
     sqlite3 *db;
+    int notify; /* inotify on DATA_DIR, or -1 (then plain sleeps) */
     char name[96], dlq[104];
     sqlite3_stmt *peek, *claim, *insert, *del, *retry, *dead, *counts, *dead_count;
 };
@@ -100,17 +106,23 @@ static int sq_receive(void *impl, int wait_s, int visibility_s, struct queue_msg
 {
     struct sq *q = impl;
     long long deadline = now_ms() + (long long)wait_s * 1000;
-    int sleep_ms = 1;
     for (;;) {
         int rc = try_claim(q, visibility_s, m, err);
         if (rc < 0) return rc;
         if (rc == 1) return 0;
         long long left = deadline - now_ms();
         if (left <= 0) return fr_fail(err, FR_ETIMEOUT, "no message within %d s", wait_s);
-        long long nap = sleep_ms < left ? sleep_ms : left;
-        struct timespec ts = {nap / 1000, (nap % 1000) * 1000000};
-        nanosleep(&ts, NULL);
-        if (sleep_ms < 8) sleep_ms *= 2;
+        long long nap = left < 50 ? left : 50;
+        if (q->notify >= 0) {
+            struct pollfd p = {q->notify, POLLIN, 0};
+            if (poll(&p, 1, (int)nap) > 0) {
+                char events[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+                while (read(q->notify, events, sizeof events) > 0) {}
+            }
+        } else {
+            struct timespec ts = {0, (nap < 5 ? nap : 5) * 1000000L};
+            nanosleep(&ts, NULL);
+        }
     }
 }
 
@@ -173,6 +185,7 @@ static void sq_close(void *impl)
     for (size_t i = 0; i < sizeof all / sizeof *all; i++)
         sqlite3_finalize(all[i]);
     sqlite3_close(q->db);
+    if (q->notify >= 0) close(q->notify);
     free(q);
 }
 
@@ -186,6 +199,11 @@ int queue_sqlite_open(const struct config *c, const struct queue_ops **ops, void
         return fr_fail(err, FR_EIO, "mkdir %s: %s", c->data_dir, strerror(errno));
     struct sq *q = calloc(1, sizeof *q);
     if (!q) return fr_fail(err, FR_ENOMEM, "out of memory");
+    q->notify = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+    if (q->notify >= 0 && inotify_add_watch(q->notify, c->data_dir, IN_MODIFY | IN_CREATE) < 0) {
+        close(q->notify);
+        q->notify = -1;
+    }
     snprintf(q->name, sizeof q->name, "%s", c->sqs_req_queue_name);
     snprintf(q->dlq, sizeof q->dlq, "%s-dlq", c->sqs_req_queue_name);
     char path[CONFIG_STR_MAX + 16];

@@ -211,18 +211,13 @@ static uint8_t *wait_result(struct handles *h, const struct config *cfg, const c
                             double deadline, size_t *len)
 {
     char err[FR_ERR_LEN];
-    int nap_us = 500;
-    for (;;) {
-        uint8_t *data;
-        int rc = store_get(h->store, cfg->s3_out_bucket, id, RESULT_MAX, &data, len, err);
-        if (rc == 0) return data;
-        if (rc != FR_ENOTFOUND) log_warn(id, "reading the result: %s", err);
-        double left = deadline - now_ms();
-        if (left <= 0) return NULL;
-        struct timespec ts = {0, (long)(nap_us < left * 1000 ? nap_us : left * 1000) * 1000};
-        nanosleep(&ts, NULL);
-        if (nap_us < 8000) nap_us *= 2;
-    }
+    double left = deadline - now_ms();
+    int rc = store_wait(h->store, cfg->s3_out_bucket, id, left > 0 ? (int)left : 0, err);
+    if (rc == FR_ETIMEOUT) return NULL;
+    uint8_t *data = NULL;
+    if (!rc) rc = store_get(h->store, cfg->s3_out_bucket, id, RESULT_MAX, &data, len, err);
+    if (rc) log_warn(id, "waiting for the result: %s", err);
+    return rc ? NULL : data;
 }
 
 static enum MHD_Result finish_upload(struct api *a, struct MHD_Connection *c, struct request *rq)

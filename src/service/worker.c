@@ -152,6 +152,7 @@ int worker_run(const struct config *c, volatile sig_atomic_t *stop, char err[FR_
     ro.detect.min_face = c->min_face;
     ro.detect.max_side = c->detect_max_side;
     int rc = recognizer_open(c->models, &ro, &w.rec, err);
+    if (!rc) rc = recognizer_warm(w.rec, err);
     if (!rc) rc = store_open(c, &w.store, err);
     if (!rc) rc = queue_open(c, &w.queue, err);
     int backoff_ms = 100;

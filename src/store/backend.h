@@ -12,6 +12,8 @@ struct store_ops {
                size_t *len, char *err);
     int (*del)(void *impl, const char *bucket, const char *key, char *err);
     int (*version)(void *impl, const char *bucket, const char *key, char ver[64], char *err);
+    /* optional: wait for key to appear; NULL means store.c polls version() */
+    int (*wait)(void *impl, const char *bucket, const char *key, int timeout_ms, char *err);
     int (*check)(void *impl, char *err);
     void (*close)(void *impl);
 };

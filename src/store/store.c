@@ -3,6 +3,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 struct store {
     const struct store_ops *ops;
@@ -92,6 +93,34 @@ int store_version(struct store *s, const char *bucket, const char *key, char ver
     ver[0] = 0;
     int rc = check_names(bucket, key, err);
     return rc ? rc : s->ops->version(s->impl, bucket, key, ver, err);
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+int store_wait(struct store *s, const char *bucket, const char *key, int timeout_ms,
+               char err[FR_ERR_LEN])
+{
+    int rc = check_names(bucket, key, err);
+    if (rc) return rc;
+    if (s->ops->wait) return s->ops->wait(s->impl, bucket, key, timeout_ms, err);
+    double deadline = now_ms() + timeout_ms;
+    int nap_ms = 5;
+    for (;;) {
+        char ver[64];
+        rc = s->ops->version(s->impl, bucket, key, ver, err);
+        if (rc != FR_ENOTFOUND) return rc;
+        double left = deadline - now_ms();
+        if (left <= 0) return fr_fail(err, FR_ETIMEOUT, "no object %s/%s yet", bucket, key);
+        int nap = nap_ms < left ? nap_ms : (int)left + 1;
+        struct timespec ts = {nap / 1000, (nap % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+        if (nap_ms < 100) nap_ms *= 2;
+    }
 }
 
 int store_check(struct store *s, char err[FR_ERR_LEN])

@@ -41,6 +41,11 @@ int store_get(struct store *s, const char *bucket, const char *key, size_t max, 
 int store_delete(struct store *s, const char *bucket, const char *key,
                  char err[FR_ERR_LEN]) FR_MUST_USE;
 
+/* Waits until the object exists or timeout_ms pass. Returns 0 (it exists), FR_ETIMEOUT, or a
+ * backend error. Local files are watched (inotify); other backends are polled. */
+int store_wait(struct store *s, const char *bucket, const char *key, int timeout_ms,
+               char err[FR_ERR_LEN]) FR_MUST_USE;
+
 /* A short string that changes whenever the object is replaced (file time and size; an ETag on
  * S3), for cheap change checks. FR_ENOTFOUND when the object does not exist. */
 int store_version(struct store *s, const char *bucket, const char *key, char ver[64],

@@ -6,7 +6,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "store/backend.h"
@@ -146,6 +149,59 @@ static int fs_version(void *impl, const char *bucket, const char *key, char ver[
     return 0;
 }
 
+/* Waits for key in bucket with inotify on the bucket directory: objects arrive by rename, so
+ * IN_MOVED_TO with the key's name means it is there, whole. */
+static int fs_wait(void *impl, const char *bucket, const char *key, int timeout_ms, char *err)
+{
+    struct fs *f = impl;
+    char dir[CONFIG_STR_MAX + 96], ver[64];
+    if (bucket_dir(f, bucket, dir, sizeof dir)) return fr_fail(err, FR_EINVAL, "path too long");
+    int fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+    int wd = fd >= 0 ? inotify_add_watch(fd, dir, IN_MOVED_TO | IN_CREATE) : -1;
+    /* watch first, then look: an object that arrived in between is seen by the look */
+    int rc = fs_version(impl, bucket, key, ver, err);
+    if (rc != FR_ENOTFOUND || wd < 0) {
+        if (fd >= 0) close(fd);
+        if (rc == FR_ENOTFOUND) rc = fr_fail(err, FR_EIO, "inotify on %s: %s", dir, strerror(errno));
+        return rc;
+    }
+    struct timespec start;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (;;) {
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long elapsed = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
+        if (elapsed >= timeout_ms) {
+            rc = fr_fail(err, FR_ETIMEOUT, "no object %s/%s yet", bucket, key);
+            break;
+        }
+        struct pollfd p = {fd, POLLIN, 0};
+        long wait = timeout_ms - elapsed;
+        int n = poll(&p, 1, (int)(wait < 1000 ? wait : 1000));
+        if (n < 0 && errno != EINTR) {
+            rc = fr_fail(err, FR_EIO, "poll: %s", strerror(errno));
+            break;
+        }
+        char events[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+        int seen = 0;
+        ssize_t len;
+        while ((len = read(fd, events, sizeof events)) > 0)
+            for (char *e = events; e < events + len;) {
+                struct inotify_event *ev = (struct inotify_event *)e;
+                if (ev->len && !strcmp(ev->name, key)) seen = 1;
+                if (ev->mask & IN_Q_OVERFLOW) seen = 1;
+                e += sizeof *ev + ev->len;
+            }
+        /* on an event for the key, or every second anyway, look again */
+        if (seen || n == 0) {
+            rc = fs_version(impl, bucket, key, ver, err);
+            if (rc != FR_ENOTFOUND) break;
+        }
+    }
+    close(fd);
+    return rc;
+}
+
 static int fs_check(void *impl, char *err)
 {
     struct fs *f = impl;
@@ -164,7 +220,8 @@ static void fs_close(void *impl)
     free(impl);
 }
 
-static const struct store_ops fs_ops = {fs_put, fs_get, fs_del, fs_version, fs_check, fs_close};
+static const struct store_ops fs_ops = {fs_put,  fs_get,   fs_del, fs_version,
+                                        fs_wait, fs_check, fs_close};
 
 int store_fs_open(const struct config *c, const struct store_ops **ops, void **impl,
                   char err[FR_ERR_LEN])

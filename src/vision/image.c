@@ -772,3 +772,60 @@ done:
     fclose(f);
     return rc;
 }
+
+/* ---- encoding (fixtures, thumbnails) ---- */
+
+struct jpeg_enc {
+    struct jpeg_compress_struct ci;
+    struct jpeg_error_mgr jerr;
+    jmp_buf jmp;
+};
+
+static void jpeg_enc_error(j_common_ptr ci)
+{
+    longjmp(((struct jpeg_enc *)ci->client_data)->jmp, 1);
+}
+
+int image_encode_jpeg(const struct image *img, int quality, uint8_t **out, size_t *len,
+                      char err[FR_ERR_LEN])
+{
+    *out = NULL;
+    *len = 0;
+    if (img->w <= 0 || img->h <= 0 || !img->px || quality < 1 || quality > 100)
+        return fr_fail(err, FR_EINVAL, "nothing to encode");
+    struct jpeg_enc *e = calloc(1, sizeof *e);
+    if (!e) return fr_fail(err, FR_ENOMEM, "out of memory");
+    unsigned char *mem = NULL;
+    unsigned long mem_len = 0;
+    int rc = 0;
+    e->ci.err = jpeg_std_error(&e->jerr);
+    e->jerr.error_exit = jpeg_enc_error;
+    e->ci.client_data = e;
+    if (setjmp(e->jmp)) {
+        rc = fr_fail(err, FR_EBACKEND, "JPEG encoding failed");
+    } else {
+        jpeg_create_compress(&e->ci);
+        jpeg_mem_dest(&e->ci, &mem, &mem_len);
+        e->ci.image_width = (JDIMENSION)img->w;
+        e->ci.image_height = (JDIMENSION)img->h;
+        e->ci.input_components = 3;
+        e->ci.in_color_space = JCS_RGB;
+        jpeg_set_defaults(&e->ci);
+        jpeg_set_quality(&e->ci, quality, TRUE);
+        jpeg_start_compress(&e->ci, TRUE);
+        while (e->ci.next_scanline < e->ci.image_height) {
+            JSAMPROW row = img->px + (size_t)e->ci.next_scanline * img->w * 3;
+            jpeg_write_scanlines(&e->ci, &row, 1);
+        }
+        jpeg_finish_compress(&e->ci);
+    }
+    jpeg_destroy_compress(&e->ci);
+    free(e);
+    if (rc) {
+        free(mem);
+        return rc;
+    }
+    *out = mem; /* libjpeg allocates the destination with malloc */
+    *len = mem_len;
+    return 0;
+}

@@ -100,4 +100,9 @@ int image_load_file(const char *path, const struct image_limits *lim, struct ima
  * or FR_ENOMEM (img unchanged) if the rotated copy cannot be allocated. */
 int image_rotate_orient(struct image *img, int orientation, char err[FR_ERR_LEN]) FR_MUST_USE;
 
+/* Encodes img as a baseline JPEG of the given quality (1..100) into *out (caller frees).
+ * Returns 0, FR_EINVAL, FR_ENOMEM or FR_EBACKEND. */
+int image_encode_jpeg(const struct image *img, int quality, uint8_t **out, size_t *len,
+                      char err[FR_ERR_LEN]) FR_MUST_USE;
+
 #endif

@@ -18,6 +18,11 @@
 #define MAX_PROPOSALS 4096 /* boxes kept after P-Net, by score */
 #define MAX_BATCH 64       /* R-Net and O-Net crops per call */
 #define MAX_LEVELS 48      /* pyramid levels (factor 0.95 on a 100000-pixel side stays below) */
+/* P-Net runs on levels padded with black up to multiples of this: photos of similar sizes then
+ * share executors (building one costs more than running it), and the padding's outputs are
+ * ignored. */
+#define PNET_PAD 16
+#define BLACK (-127.5f / 128.0f)
 
 struct cand {
     float b[4], score, reg[4], lm[10];
@@ -45,7 +50,7 @@ struct level {
 struct mtcnn {
     struct nn_net *pnet, *rnet, *onet;
     struct mtcnn_timing t;
-    struct scratch work, crops;
+    struct scratch work, crops, pnet_in;
     struct level levels[MAX_LEVELS];
     int nlevels;
 };
@@ -72,10 +77,11 @@ int mtcnn_open(const char *dir, int threads, struct mtcnn **out, char err[FR_ERR
     *out = NULL;
     struct mtcnn *m = calloc(1, sizeof *m);
     if (!m) return fr_fail(err, FR_ENOMEM, "out of memory");
-    struct nn_opts o = {.threads = threads > 0 ? threads : 1};
     static const char *const names[3] = {"pnet", "rnet", "onet"};
     struct nn_net **nets[3] = {&m->pnet, &m->rnet, &m->onet};
     for (int i = 0; i < 3; i++) {
+        /* P-Net sees ten shapes per photo size: keep the executors of several sizes */
+        struct nn_opts o = {.threads = threads > 0 ? threads : 1, .max_shapes = i == 0 ? 96 : 32};
         char path[4096];
         snprintf(path, sizeof path, "%s/%s.tflite", dir, names[i]);
         int rc = nn_net_open(path, &o, nets[i], err);
@@ -96,9 +102,38 @@ void mtcnn_close(struct mtcnn *m)
     nn_net_close(m->onet);
     free(m->work.p);
     free(m->crops.p);
+    free(m->pnet_in.p);
     for (int i = 0; i < MAX_LEVELS; i++)
         free(m->levels[i].buf.p);
     free(m);
+}
+
+int mtcnn_warm(struct mtcnn *m, char err[FR_ERR_LEN])
+{
+    /* the P-Net pyramids of 4:3 photos, landscape and portrait, at the default detection size */
+    static const int sizes[2][2] = {{640, 480}, {480, 640}};
+    for (int i = 0; i < 2; i++) {
+        struct image img = {sizes[i][0], sizes[i][1], calloc((size_t)sizes[i][0] * sizes[i][1], 3)};
+        if (!img.px) return fr_fail(err, FR_ENOMEM, "out of memory");
+        struct face_box *f = NULL;
+        struct mtcnn_opts o = MTCNN_OPTS_DEFAULT;
+        o.border_retry = 0;
+        int n, rc = mtcnn_detect(m, &img, &o, &f, &n, err);
+        free(f);
+        free(img.px);
+        if (rc) return rc;
+    }
+    float *in = scratch_get(&m->crops, (size_t)MAX_BATCH * 48 * 48 * 3);
+    if (!in) return fr_fail(err, FR_ENOMEM, "out of memory");
+    memset(in, 0, (size_t)MAX_BATCH * 48 * 48 * 3 * sizeof(float));
+    struct nn_output out[NN_MAX_IO];
+    for (int b = 1; b <= MAX_BATCH; b = b < 8 ? b * 2 : b + 8) {
+        struct nn_shape r = {4, {b, 24, 24, 3}}, o = {4, {b, 48, 48, 3}};
+        int rc = nn_net_run(m->rnet, in, &r, out, err);
+        if (!rc) rc = nn_net_run(m->onet, in, &o, out, err);
+        if (rc) return rc;
+    }
+    return 0;
 }
 
 void mtcnn_last_timing(const struct mtcnn *m, struct mtcnn_timing *t)
@@ -224,16 +259,33 @@ static int stage_pnet(struct mtcnn *m, const struct warp_src *src, const struct 
         lv->ws = ws, lv->hs = hs;
         lv->sx = (double)ws / src->w, lv->sy = (double)hs / src->h; /* actual, after rounding */
         m->nlevels++;
+        int pws = (ws + PNET_PAD - 1) / PNET_PAD * PNET_PAD;
+        int phs = (hs + PNET_PAD - 1) / PNET_PAD * PNET_PAD;
+        float *in = scratch_get(&m->pnet_in, (size_t)pws * phs * 3);
+        if (!in) {
+            rc = fr_fail(err, FR_ENOMEM, "out of memory for the pyramid");
+            break;
+        }
+        for (int x = 0; x < pws; x++) {
+            float *row = in + (size_t)x * phs * 3;
+            int keep = x < ws ? hs * 3 : 0;
+            if (keep) memcpy(row, cur + (size_t)x * hs * 3, (size_t)keep * sizeof(float));
+            for (int k = keep; k < phs * 3; k++)
+                row[k] = BLACK;
+        }
+        m->t.prepare += now_ms() - t0;
         t0 = now_ms();
-        struct nn_shape shape = {4, {1, ws, hs, 3}};
+        struct nn_shape shape = {4, {1, pws, phs, 3}};
         struct nn_output po[NN_MAX_IO];
-        if ((rc = nn_net_run(m->pnet, cur, &shape, po, err))) break;
+        if ((rc = nn_net_run(m->pnet, in, &shape, po, err))) break;
         m->t.pnet += now_ms() - t0;
-        int ow = po[0].shape.d[1], oh = po[0].shape.d[2];
+        int poh = po[0].shape.d[2];
+        /* output cells whose 12x12 window lies in the real level */
+        int ow = (ws - 2 + 1) / 2 - 4, oh = (hs - 2 + 1) / 2 - 4;
         level.n = 0;
         for (int x = 0; x < ow && !rc; x++)
             for (int y = 0; y < oh && !rc; y++) {
-                size_t k = (size_t)x * oh + y;
+                size_t k = (size_t)x * poh + y;
                 float p = po[0].data[k * 2 + 1];
                 if (!(p >= o->thresh[0])) continue;
                 struct cand c = {.score = p};

@@ -48,6 +48,10 @@ void mtcnn_close(struct mtcnn *m);
 int mtcnn_detect(struct mtcnn *m, const struct image *img, const struct mtcnn_opts *opts,
                  struct face_box **faces, int *n, char err[FR_ERR_LEN]) FR_MUST_USE;
 
+/* Builds the R-Net and O-Net executors for every batch size detection uses, so that the first
+ * photos are not slowed by it. Returns 0 or an engine error. */
+int mtcnn_warm(struct mtcnn *m, char err[FR_ERR_LEN]) FR_MUST_USE;
+
 /* Timing of the last mtcnn_detect, in milliseconds, by stage. */
 struct mtcnn_timing {
     double prepare, pnet, rnet, onet; /* rnet and onet include their crops */

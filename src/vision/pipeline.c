@@ -44,6 +44,16 @@ int recognizer_open(const char *dir, const struct recognizer_opts *opts, struct 
     return 0;
 }
 
+int recognizer_warm(struct recognizer *r, char err[FR_ERR_LEN])
+{
+    int rc = mtcnn_warm(r->det, err);
+    if (rc) return rc;
+    static float blank[EMBED_SIZE * EMBED_SIZE * 3];
+    float emb[EMBED_DIM];
+    rc = embed_aligned(r->emb, blank, emb, err);
+    return rc == FR_EBACKEND ? 0 : rc; /* a blank face may have no direction: that is fine */
+}
+
 void recognizer_close(struct recognizer *r)
 {
     if (!r) return;

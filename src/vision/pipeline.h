@@ -51,6 +51,10 @@ int recognizer_open(const char *model_dir, const struct recognizer_opts *opts,
                     struct recognizer **out, char err[FR_ERR_LEN]) FR_MUST_USE;
 void recognizer_close(struct recognizer *r);
 
+/* Prepares the executors a first photo would otherwise build (R-Net, O-Net batch sizes, the
+ * embedding model), so that first requests are as fast as the rest. */
+int recognizer_warm(struct recognizer *r, char err[FR_ERR_LEN]) FR_MUST_USE;
+
 /* Decodes an uploaded photo for this recognizer: a JPEG much larger than detection needs is
  * decoded reduced in the DCT domain, down to no less than twice the detection size (faces keep
  * enough pixels for alignment). Errors as image_decode. */
