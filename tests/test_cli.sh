@@ -51,6 +51,8 @@ else
     echo "note: $golden is absent: nn run not compared with golden outputs"
 fi
 check ".env.example is what 'help config --env' prints" bash -c "diff -q .env.example <('$bin' help config --env) >/dev/null"
+check "README's configuration table is what 'help config --markdown' prints" bash -c \
+    "'$bin' help config --markdown | while IFS= read -r line; do grep -qF -- \"\$line\" README.md || exit 1; done"
 check "help config lists every setting" bash -c "'$bin' help config | grep -q SQS_VISIBILITY_TIMEOUT_SECONDS"
 json=$("$bin" bench nn --repeat 1 --json)
 check "bench nn --json is JSON with the expected models" node -e "
