@@ -34,7 +34,7 @@ FUZZ_SRC  := $(sort $(wildcard fuzz/fuzz_*.c))
 .PHONY: all deps models fixtures run test test-unit bench fuzz clean format smoke
 all: $(BUILD)/facerec
 
-$(BUILD)/obj/%.o: %.c
+$(BUILD)/obj/%.o: %.c Makefile
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(PKG_CFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
 

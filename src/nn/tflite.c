@@ -108,7 +108,7 @@ static int fbt_scalar(const struct fbt *t, int id, size_t size, uint32_t dflt, u
 
 static int fbt_i32(const struct fbt *t, int id, int32_t dflt, int32_t *v)
 {
-    uint32_t u;
+    uint32_t u = 0;
     int rc = fbt_scalar(t, id, 4, (uint32_t)dflt, &u);
     *v = (int32_t)u;
     return rc;
@@ -116,7 +116,7 @@ static int fbt_i32(const struct fbt *t, int id, int32_t dflt, int32_t *v)
 
 static int fbt_u8(const struct fbt *t, int id, uint8_t dflt, uint8_t *v)
 {
-    uint32_t u;
+    uint32_t u = 0;
     int rc = fbt_scalar(t, id, 1, dflt, &u);
     *v = (uint8_t)u;
     return rc;
@@ -125,6 +125,7 @@ static int fbt_u8(const struct fbt *t, int id, uint8_t dflt, uint8_t *v)
 /* Follows the offset field id. *target = 0 when absent. */
 static int fbt_ref(const struct fbt *t, int id, size_t *target)
 {
+    *target = 0;
     int64_t p = fbt_field(t, id, 4);
     if (p < 0) return bad(t->fb, t->what, "offset field out of its table");
     if (p == 0) {
@@ -140,7 +141,8 @@ static int fbt_ref(const struct fbt *t, int id, size_t *target)
 /* A vector of elem-byte elements: *start and *count; count 0 when absent. */
 static int fbt_vec(const struct fbt *t, int id, size_t elem, size_t *start, size_t *count)
 {
-    size_t tg;
+    *start = *count = 0;
+    size_t tg = 0;
     int rc = fbt_ref(t, id, &tg);
     if (rc) return rc;
     if (tg == 0) {
@@ -156,7 +158,8 @@ static int fbt_vec(const struct fbt *t, int id, size_t elem, size_t *start, size
 
 static int fbt_subtable(const struct fbt *t, int id, const char *what, struct fbt *out, int *present)
 {
-    size_t tg;
+    size_t tg = 0;
+    *present = 0;
     int rc = fbt_ref(t, id, &tg);
     if (rc) return rc;
     *present = tg != 0;

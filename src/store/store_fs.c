@@ -160,10 +160,23 @@ static int fs_wait(void *impl, const char *bucket, const char *key, int timeout_
     int wd = fd >= 0 ? inotify_add_watch(fd, dir, IN_MOVED_TO | IN_CREATE) : -1;
     /* watch first, then look: an object that arrived in between is seen by the look */
     int rc = fs_version(impl, bucket, key, ver, err);
-    if (rc != FR_ENOTFOUND || wd < 0) {
+    if (rc != FR_ENOTFOUND) {
         if (fd >= 0) close(fd);
-        if (rc == FR_ENOTFOUND) rc = fr_fail(err, FR_EIO, "inotify on %s: %s", dir, strerror(errno));
         return rc;
+    }
+    if (wd < 0) { /* no inotify (e.g. over the per-user instance limit): poll instead */
+        if (fd >= 0) close(fd);
+        struct timespec t0, now;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        for (int nap_ms = 2;; nap_ms = nap_ms < 20 ? nap_ms * 2 : 20) {
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            long elapsed = (now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000;
+            if (elapsed >= timeout_ms) return fr_fail(err, FR_ETIMEOUT, "no object %s/%s yet", bucket, key);
+            struct timespec ts = {0, nap_ms * 1000000L};
+            nanosleep(&ts, NULL);
+            rc = fs_version(impl, bucket, key, ver, err);
+            if (rc != FR_ENOTFOUND) return rc;
+        }
     }
     struct timespec start;
     clock_gettime(CLOCK_MONOTONIC, &start);
