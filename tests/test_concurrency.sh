@@ -13,7 +13,7 @@ port=$((20000 + RANDOM % 30000))
 export DATA_DIR=$tmp/data HOST=127.0.0.1 PORT=$port WORKERS=2 MAX_WAIT_SECONDS=60 FACEREC_MODELS=$models
 "$bin" serve 2>"$tmp/serve.log" &
 server=$!
-trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$tmp"' EXIT
+trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; [ -n "${KEEP_LOG:-}" ] && cp "$tmp/serve.log" /tmp/concurrency.log; rm -rf "$tmp"' EXIT
 url=http://127.0.0.1:$port
 for _ in $(seq 1 100); do curl -sf "$url/health" >/dev/null && break; sleep 0.1; done
 
@@ -44,8 +44,12 @@ for i in $(seq 0 99); do
 done
 ids=$(cat "$tmp"/r* | grep -o '"job_id":"[^"]*"' | sort -u | wc -l)
 echo "100 concurrent uploads in $ms ms: $right named right, $wrong wrong; $ids distinct job ids"
-checks=2 failed=0
+checks=3 failed=0
 [ "$wrong" -eq 0 ] || failed=$((failed + 1))
+if grep -qE 'replacing it|AddressSanitizer|runtime error' "$tmp/serve.log"; then
+    failed=$((failed + 1))
+    echo "a worker died:"; grep -E -m 5 'replacing it|AddressSanitizer|runtime error' "$tmp/serve.log"
+fi
 [ "$ids" -eq 100 ] || failed=$((failed + 1))
 echo "$checks checks, $failed failed"
 [ "$failed" -eq 0 ]

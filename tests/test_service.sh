@@ -108,6 +108,9 @@ else
 fi
 check "wrong method on /people/x: 405 with Allow" bash -c "curl -s -i -X PUT $url/people/x | grep -qi '^Allow: POST, DELETE'"
 
+check "no worker died so far (and no sanitizer report)" bash -c \
+    "! grep -qE 'replacing it|AddressSanitizer|runtime error' '$tmp/serve.log'"
+
 # a worker killed by a signal is replaced
 wpid=$(pgrep -P "$server" | head -n 1)
 kill -9 "$wpid" 2>/dev/null

@@ -130,7 +130,8 @@ static void run_job(struct worker *w, const struct queue_msg *m)
     recognition_json(&res, 0, &b);
     buf_printf(&b, ",\"timing_ms\":{\"fetch_decode\":%.2f,\"detect\":%.2f,\"embed\":%.2f}}\n", t1 - t0,
                res.t.detect, res.t.align_embed);
-    const char *answer = recognition_result(&res);
+    char answer[RECOGNIZER_NAME_MAX + 1];
+    snprintf(answer, sizeof answer, "%s", recognition_result(&res));
     int faces = res.n;
     recognition_free(&res);
     rc = b.err ? fr_fail(err, b.err, "result too large")
