@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "cli/cli.h"
+#include "util/text.h"
 #include "nn/nn.h"
 #include "vision/image.h"
 #include "vision/pipeline.h"
@@ -32,13 +33,6 @@ struct result {
     double median_ms, gflops;
     int64_t macs;
 };
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
 
 static int cmp_double(const void *a, const void *b)
 {

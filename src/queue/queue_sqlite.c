@@ -29,7 +29,8 @@ struct sq {
     sqlite3_stmt *peek, *claim, *insert, *del, *retry, *dead, *counts, *dead_count;
 };
 
-static long long now_ms(void)
+/* Wall-clock milliseconds: visibility times are shared between processes and restarts. */
+static long long wall_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -51,7 +52,7 @@ static int step_done(struct sq *q, sqlite3_stmt *st, const char *what, char *err
 static int sq_send(void *impl, const char *body, int delay_s, char *err)
 {
     struct sq *q = impl;
-    long long now = now_ms();
+    long long now = wall_ms();
     sqlite3_bind_text(q->insert, 1, q->name, -1, SQLITE_STATIC);
     sqlite3_bind_text(q->insert, 2, body, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(q->insert, 3, now + (long long)delay_s * 1000);
@@ -63,7 +64,7 @@ static int sq_send(void *impl, const char *body, int delay_s, char *err)
 static int try_claim(struct sq *q, int visibility_s, struct queue_msg *m, char *err)
 {
     for (int attempt = 0; attempt < 8; attempt++) {
-        long long now = now_ms();
+        long long now = wall_ms();
         sqlite3_bind_text(q->peek, 1, q->name, -1, SQLITE_STATIC);
         sqlite3_bind_int64(q->peek, 2, now);
         int rc = sqlite3_step(q->peek);
@@ -105,12 +106,12 @@ static int try_claim(struct sq *q, int visibility_s, struct queue_msg *m, char *
 static int sq_receive(void *impl, int wait_s, int visibility_s, struct queue_msg *m, char *err)
 {
     struct sq *q = impl;
-    long long deadline = now_ms() + (long long)wait_s * 1000;
+    long long deadline = wall_ms() + (long long)wait_s * 1000;
     for (;;) {
         int rc = try_claim(q, visibility_s, m, err);
         if (rc < 0) return rc;
         if (rc == 1) return 0;
-        long long left = deadline - now_ms();
+        long long left = deadline - wall_ms();
         if (left <= 0) return fr_fail(err, FR_ETIMEOUT, "no message within %d s", wait_s);
         long long nap = left < 50 ? left : 50;
         if (q->notify >= 0) {
@@ -148,20 +149,20 @@ static int sq_del(void *impl, const char *receipt, char *err)
 static int sq_retry(void *impl, const char *receipt, int delay_s, char *err)
 {
     struct sq *q = impl;
-    return by_receipt(q, q->retry, receipt, now_ms() + (long long)delay_s * 1000, "retry", err);
+    return by_receipt(q, q->retry, receipt, wall_ms() + (long long)delay_s * 1000, "retry", err);
 }
 
 static int sq_dead_letter(void *impl, const struct queue_msg *m, char *err)
 {
     struct sq *q = impl;
     sqlite3_bind_text(q->dead, 3, q->dlq, -1, SQLITE_STATIC);
-    return by_receipt(q, q->dead, m->receipt, now_ms(), "dead-letter", err);
+    return by_receipt(q, q->dead, m->receipt, wall_ms(), "dead-letter", err);
 }
 
 static int sq_counts(void *impl, struct queue_counts *c, char *err)
 {
     struct sq *q = impl;
-    sqlite3_bind_int64(q->counts, 1, now_ms());
+    sqlite3_bind_int64(q->counts, 1, wall_ms());
     sqlite3_bind_text(q->counts, 2, q->name, -1, SQLITE_STATIC);
     int rc = sqlite3_step(q->counts);
     if (rc == SQLITE_ROW) {

@@ -1,5 +1,6 @@
 /* api.c: routes, uploads and waiting for results. */
 #include "service/api.h"
+#include "util/text.h"
 
 #include <arpa/inet.h>
 #include <microhttpd.h>
@@ -62,13 +63,6 @@ struct request {
     struct photo photos[ENROL_MAX_PHOTOS]; /* POST /people/{name}: every file field */
     int nphotos, too_many;
 };
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
 
 /* ---- handle pool ---- */
 

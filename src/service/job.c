@@ -5,6 +5,8 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "util/text.h"
+
 int job_id_new(char id[JOB_ID_LEN + 1])
 {
     uint8_t b[16];
@@ -29,18 +31,6 @@ int job_id_valid(const char *s)
         }
     }
     return s[JOB_ID_LEN] == 0;
-}
-
-/* Length of the valid UTF-8 sequence at s, or 0. */
-static int utf8_len(const unsigned char *s)
-{
-    int n = s[0] < 0x80 ? 1 : s[0] >= 0xc2 && s[0] < 0xe0 ? 2 : s[0] >= 0xe0 && s[0] < 0xf0 ? 3
-            : s[0] >= 0xf0 && s[0] <= 0xf4 ? 4 : 0;
-    for (int i = 1; i < n; i++)
-        if ((s[i] & 0xc0) != 0x80) return 0;
-    if (n == 3 && ((s[0] == 0xe0 && s[1] < 0xa0) || (s[0] == 0xed && s[1] >= 0xa0))) return 0;
-    if (n == 4 && ((s[0] == 0xf0 && s[1] < 0x90) || (s[0] == 0xf4 && s[1] >= 0x90))) return 0;
-    return n;
 }
 
 void job_filename_sanitize(const char *in, char out[JOB_FILENAME_MAX + 1])

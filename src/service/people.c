@@ -1,15 +1,9 @@
 #include "service/people.h"
+#include "util/text.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
 
 int people_load(struct store *s, const struct config *c, struct gallery **g, char ver[64],
                 char err[FR_ERR_LEN])

@@ -1,5 +1,6 @@
 /* worker.c: one job at a time, with every outcome written where the client will look. */
 #include "service/worker.h"
+#include "util/text.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,13 +22,6 @@ struct worker {
     struct recognizer *rec;
     struct people_cache people;
 };
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
 
 /* Writes {"job_id","status":"error","error"} as the job's output. */
 static int write_error(struct worker *w, const char *id, const char *msg)

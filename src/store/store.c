@@ -1,5 +1,6 @@
 /* store.c: key validation and dispatch to the configured backend. */
 #include "store/backend.h"
+#include "util/text.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -93,13 +94,6 @@ int store_version(struct store *s, const char *bucket, const char *key, char ver
     ver[0] = 0;
     int rc = check_names(bucket, key, err);
     return rc ? rc : s->ops->version(s->impl, bucket, key, ver, err);
-}
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
 int store_wait(struct store *s, const char *bucket, const char *key, int timeout_ms,

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/text.h"
+
 void buf_init(struct buf *b, size_t max)
 {
     *b = (struct buf){NULL, 0, 0, max, 0};
@@ -58,20 +60,6 @@ int buf_printf(struct buf *b, const char *fmt, ...)
     va_end(ap);
     b->len += (size_t)n;
     return 0;
-}
-
-/* Length of the valid UTF-8 sequence at s (1..4), or 0 when invalid. */
-static int utf8_len(const unsigned char *s)
-{
-    if (s[0] < 0x80) return 1;
-    int n = s[0] >= 0xf0 && s[0] <= 0xf4 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc2 && s[0] < 0xe0 ? 2 : 0;
-    for (int i = 1; i < n; i++)
-        if ((s[i] & 0xc0) != 0x80) return 0;
-    if (n == 3 && s[0] == 0xe0 && s[1] < 0xa0) return 0; /* overlong */
-    if (n == 3 && s[0] == 0xed && s[1] >= 0xa0) return 0; /* surrogates */
-    if (n == 4 && s[0] == 0xf0 && s[1] < 0x90) return 0;
-    if (n == 4 && s[0] == 0xf4 && s[1] >= 0x90) return 0;
-    return n;
 }
 
 int buf_json_str(struct buf *b, const char *s)

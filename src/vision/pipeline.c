@@ -1,5 +1,6 @@
 /* pipeline.c: detection, then alignment and embedding of every face. */
 #include "vision/pipeline.h"
+#include "util/text.h"
 
 #include "vision/gallery.h"
 
@@ -14,13 +15,6 @@ struct recognizer {
     struct mtcnn *det;
     struct embedder *emb;
 };
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
 
 int recognizer_open(const char *dir, const struct recognizer_opts *opts, struct recognizer **out,
                     char err[FR_ERR_LEN])
