@@ -10,7 +10,7 @@ SANITIZE  ?= 0
 BUILD     ?= build
 MODELS    ?= $(if $(FACEREC_MODELS),$(FACEREC_MODELS),models)
 
-PKGS      := libjpeg libpng libwebp libwebpdemux sqlite3 libmicrohttpd libcurl
+PKGS      := libjpeg libpng libwebp libwebpdemux sqlite3 libmicrohttpd libcurl libcrypto
 CPPFLAGS  += -Isrc -D_GNU_SOURCE
 CFLAGS    ?= -O3 -g
 CFLAGS    += -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-missing-field-initializers
@@ -31,7 +31,7 @@ TEST_BIN  := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TEST_SH   := $(sort $(wildcard tests/test_*.sh))
 FUZZ_SRC  := $(sort $(wildcard fuzz/fuzz_*.c))
 
-.PHONY: all deps models fixtures run test test-unit bench fuzz clean format smoke
+.PHONY: all deps models fixtures emulators run test test-unit bench fuzz clean format smoke
 all: $(BUILD)/facerec
 
 $(BUILD)/obj/%.o: %.c Makefile
@@ -59,13 +59,17 @@ models: deps
 fixtures: deps
 	@scripts/fixtures.sh
 
+# S3 and SQS emulators for the integration tests (npm).
+emulators: deps
+	@scripts/emulators.sh
+
 # The whole service on this machine: API on PORT (8000), embedded queue and store in DATA_DIR.
 run: deps models
 	@$(MAKE) --no-print-directory all
 	FACEREC_MODELS=$(MODELS) $(BUILD)/facerec serve
 
 # The whole suite: unit and integration tests, then the same under ASan+UBSan (CI runs this).
-test: deps models fixtures
+test: deps models fixtures emulators
 	@$(MAKE) --no-print-directory test-unit
 	@$(MAKE) --no-print-directory test-unit SANITIZE=1
 

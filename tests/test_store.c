@@ -1,5 +1,7 @@
-/* test_store: the file object store: round trips, key validation (path traversal and friends),
- * caps, and atomic replacement seen by a concurrent reader. */
+/* test_store: the object store: round trips, key validation (path traversal and friends), caps,
+ * versions and waits, and atomic replacement seen by a concurrent reader. Runs on the file
+ * backend; with FACEREC_TEST_BACKEND=aws on the S3 backend the environment configures
+ * (tests/test_store_s3.sh starts an emulator for that). */
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,19 +17,40 @@ int main(void)
     char dir[] = "/tmp/facerec-store-XXXXXX", err[FR_ERR_LEN];
     if (!mkdtemp(dir)) return 1;
     struct config cfg;
-    config_defaults(&cfg);
+    const char *backend = getenv("FACEREC_TEST_BACKEND");
+    int s3 = backend && !strcmp(backend, "aws");
+    if (s3) {
+        if (config_load(&cfg, err)) {
+            fprintf(stderr, "%s\n", err);
+            return 1;
+        }
+    } else {
+        config_defaults(&cfg);
+    }
     snprintf(cfg.data_dir, sizeof cfg.data_dir, "%s", dir);
     struct store *s;
-    CHECK(store_open(&cfg, &s, err) == 0);
-    CHECK(store_check(s, err) == 0);
+    int opened = store_open(&cfg, &s, err);
+    CHECK_MSG(opened == 0, "%s", err);
+    if (opened) return check_done();
+    CHECK_MSG(store_check(s, err) == 0, "%s", err);
+    char ver1[64], ver2[64];
+    CHECK(store_version(s, "output-bucket", "nothing-here", ver1, err) == FR_ENOTFOUND);
+    CHECK(store_wait(s, "output-bucket", "nothing-here", 50, err) == FR_ETIMEOUT);
     uint8_t *data;
     size_t len;
     CHECK(store_put(s, "input-bucket", "job_photo.jpg", "hello", 5, err) == 0);
+    CHECK(store_wait(s, "input-bucket", "job_photo.jpg", 50, err) == 0);
+    CHECK(store_version(s, "input-bucket", "job_photo.jpg", ver1, err) == 0);
+    usleep(20000);
+    CHECK(store_put(s, "input-bucket", "job_photo.jpg", "hello", 5, err) == 0);
+    CHECK(store_version(s, "input-bucket", "job_photo.jpg", ver2, err) == 0);
+    CHECK_MSG(s3 || strcmp(ver1, ver2) != 0, "version unchanged after a rewrite"); /* ETag: content */
     CHECK(store_get(s, "input-bucket", "job_photo.jpg", 100, &data, &len, err) == 0);
     CHECK(len == 5 && !memcmp(data, "hello", 5) && data[5] == 0);
     free(data);
     CHECK(store_get(s, "input-bucket", "job_photo.jpg", 4, &data, &len, err) == FR_ETOOBIG);
-    CHECK(store_get(s, "input-bucket", "missing", 100, &data, &len, err) == FR_ENOTFOUND);
+    int got = store_get(s, "input-bucket", "missing", 100, &data, &len, err);
+    CHECK_MSG(got == FR_ENOTFOUND, "missing object: %d %s", got, err);
     CHECK(store_put(s, "input-bucket", "empty", "", 0, err) == 0);
     CHECK(store_get(s, "input-bucket", "empty", 100, &data, &len, err) == 0 && len == 0);
     free(data);
@@ -48,14 +71,19 @@ int main(void)
     CHECK(!store_key_valid(longkey));
     CHECK(store_key_valid("3f2a_photo (1).jpg") && store_key_valid("name with ünïcode"));
     CHECK(store_put(s, "../up", "k", "x", 1, err) == FR_EINVAL);
+    char odd_key[] = "3f2a_photo (1) #?&=+%.jpg";
+    CHECK(store_put(s, "input-bucket", odd_key, "odd", 3, err) == 0);
+    CHECK(store_get(s, "input-bucket", odd_key, 10, &data, &len, err) == 0 && len == 3);
+    free(data);
     CHECK(store_put(s, "Upper", "k", "x", 1, err) == FR_EINVAL);
 
-    /* a reader never sees a partial object while a writer replaces it */
+    /* a reader never sees a partial object while a writer replaces it (files only: real S3 is
+     * atomic, but s3rver writes in place and its proxy does not survive the race) */
     static char a[100000], b[100000];
     memset(a, 'a', sizeof a);
     memset(b, 'b', sizeof b);
     CHECK(store_put(s, "output-bucket", "k", a, sizeof a, err) == 0);
-    pid_t pid = fork();
+    pid_t pid = s3 ? -1 : fork();
     if (pid == 0) {
         struct store *w;
         if (store_open(&cfg, &w, err)) _exit(2);
@@ -64,17 +92,17 @@ int main(void)
         store_close(w);
         _exit(0);
     }
-    int torn = 0, reads = 0, status;
-    while (waitpid(pid, &status, WNOHANG) == 0) {
+    int torn = 0, reads = 0, status = 0;
+    while (pid > 0 && waitpid(pid, &status, WNOHANG) == 0) {
         if (store_get(s, "output-bucket", "k", sizeof a, &data, &len, err) == 0) {
             reads++;
             torn += len != sizeof a || (memcmp(data, a, len) && memcmp(data, b, len));
             free(data);
         }
     }
-    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    CHECK_MSG(torn == 0 && reads > 0, "%d torn reads of %d", torn, reads);
-    /* no temp files left behind */
+    CHECK(s3 || (WIFEXITED(status) && WEXITSTATUS(status) == 0));
+    CHECK_MSG(s3 || (torn == 0 && reads > 0), "%d torn reads of %d", torn, reads);
+    /* no temp files left behind (files only) */
     char path[600];
     snprintf(path, sizeof path, "%s/objects/output-bucket", dir);
     DIR *d = opendir(path);
@@ -83,7 +111,7 @@ int main(void)
     while (d && (e = readdir(d)))
         hidden += e->d_name[0] == '.' && strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
     if (d) closedir(d);
-    CHECK(hidden == 0);
+    CHECK(s3 || hidden == 0);
     store_close(s);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);

@@ -22,4 +22,7 @@ struct store_ops {
 int store_fs_open(const struct config *c, const struct store_ops **ops, void **impl,
                   char err[FR_ERR_LEN]) FR_MUST_USE;
 
+int store_s3_open(const struct config *c, const struct store_ops **ops, void **impl,
+                  char err[FR_ERR_LEN]) FR_MUST_USE;
+
 #endif

@@ -49,6 +49,8 @@ int store_open(const struct config *c, struct store **out, char err[FR_ERR_LEN])
     int rc;
     if (!strcmp(c->backend, "embedded"))
         rc = store_fs_open(c, &s->ops, &s->impl, err);
+    else if (!strcmp(c->backend, "aws"))
+        rc = store_s3_open(c, &s->ops, &s->impl, err);
     else
         rc = fr_fail(err, FR_EUNSUPPORTED, "store backend '%s' is not available", c->backend);
     if (rc) {
