@@ -10,7 +10,7 @@ SANITIZE  ?= 0
 BUILD     ?= build
 MODELS    ?= $(if $(FACEREC_MODELS),$(FACEREC_MODELS),models)
 
-PKGS      := libjpeg libpng libwebp libwebpdemux sqlite3 libmicrohttpd libcurl libcrypto
+PKGS      := libjpeg libpng libwebp libwebpdemux sqlite3 libmicrohttpd libcurl libcrypto jansson
 CPPFLAGS  += -Isrc -D_GNU_SOURCE
 CFLAGS    ?= -O3 -g
 CFLAGS    += -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-missing-field-initializers

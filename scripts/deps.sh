@@ -8,7 +8,7 @@ packages=(
     pkg-config clang
     libxnnpack-dev libpthreadpool-dev libcpuinfo-dev
     libjpeg62-turbo-dev libpng-dev libwebp-dev
-    libsqlite3-dev libcurl4-openssl-dev libmicrohttpd-dev libssl-dev sqlite3 curl
+    libsqlite3-dev libcurl4-openssl-dev libmicrohttpd-dev libssl-dev libjansson-dev sqlite3 curl
     nodejs npm
 )
 
