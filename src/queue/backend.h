@@ -17,4 +17,7 @@ struct queue_ops {
 int queue_sqlite_open(const struct config *c, const struct queue_ops **ops, void **impl,
                       char err[FR_ERR_LEN]) FR_MUST_USE;
 
+int queue_sqs_open(const struct config *c, const struct queue_ops **ops, void **impl,
+                   char err[FR_ERR_LEN]) FR_MUST_USE;
+
 #endif

@@ -17,6 +17,8 @@ int queue_open(const struct config *c, struct queue **out, char err[FR_ERR_LEN])
     int rc;
     if (!strcmp(c->backend, "embedded"))
         rc = queue_sqlite_open(c, &q->ops, &q->impl, err);
+    else if (!strcmp(c->backend, "aws"))
+        rc = queue_sqs_open(c, &q->ops, &q->impl, err);
     else
         rc = fr_fail(err, FR_EUNSUPPORTED, "queue backend '%s' is not available", c->backend);
     if (rc) {
