@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # test_concurrency: 100 concurrent uploads of photos of different enrolled people to
-# `facerec serve` (embedded backend): every response names the right person for its own photo.
+# `facerec serve`: every response names the right person for its own photo. Embedded backend;
+# with FACEREC_TEST_BACKEND=aws on SQS and S3 emulated by fauxqs (tests/emulator.sh).
 set -u
 bin=${FACEREC_BIN:-build/facerec}
 models=${FACEREC_MODELS:-models}
@@ -9,11 +10,14 @@ data=../shared/datasets/faces/face-api.js
 [ -f "$models/pnet.tflite" ] || { echo "SKIP: models absent (make models)"; exit 77; }
 [ -d "$data" ] || { echo "SKIP: $data is absent: no labelled photos to enrol"; exit 77; }
 tmp=$(mktemp -d)
+emulator_pids=()
+trap 'kill "${emulator_pids[@]}" 2>/dev/null; rm -rf "$tmp"' EXIT
+if [ "${FACEREC_TEST_BACKEND:-}" = aws ]; then . "$(dirname "$0")/emulator.sh"; fi
 port=$((20000 + RANDOM % 30000))
 export DATA_DIR=$tmp/data HOST=127.0.0.1 PORT=$port WORKERS=2 MAX_WAIT_SECONDS=60 FACEREC_MODELS=$models
 "$bin" serve 2>"$tmp/serve.log" &
 server=$!
-trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; [ -n "${KEEP_LOG:-}" ] && cp "$tmp/serve.log" /tmp/concurrency.log; rm -rf "$tmp"' EXIT
+trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; kill "${emulator_pids[@]}" 2>/dev/null; [ -n "${KEEP_LOG:-}" ] && cp "$tmp/serve.log" /tmp/concurrency.log; rm -rf "$tmp"' EXIT
 url=http://127.0.0.1:$port
 for _ in $(seq 1 100); do curl -sf "$url/health" >/dev/null && break; sleep 0.1; done
 
@@ -43,7 +47,7 @@ for i in $(seq 0 99); do
     fi
 done
 ids=$(cat "$tmp"/r* | grep -o '"job_id":"[^"]*"' | sort -u | wc -l)
-echo "100 concurrent uploads in $ms ms: $right named right, $wrong wrong; $ids distinct job ids"
+echo "${BACKEND:-embedded} backend: 100 concurrent uploads in $ms ms: $right named right, $wrong wrong; $ids distinct job ids"
 checks=3 failed=0
 [ "$wrong" -eq 0 ] || failed=$((failed + 1))
 if grep -qE 'replacing it|AddressSanitizer|runtime error' "$tmp/serve.log"; then

@@ -377,6 +377,7 @@ static enum MHD_Result do_people(struct api *a, struct MHD_Connection *c, struct
         if (gallery_remove(g, name) == FR_ENOTFOUND) {
             ok = send_error(c, 404, "no such person");
         } else if (people_save(h->store, &a->cfg, g, err)) {
+            log_error(NULL, "storing the gallery: %s", err);
             ok = send_error(c, 503, "could not store the gallery");
         } else {
             log_info(NULL, "removed %s from the gallery", name);
@@ -422,6 +423,7 @@ static enum MHD_Result do_people(struct api *a, struct MHD_Connection *c, struct
                      rq->nphotos == 1 ? "" : "s");
             ok = send_error(c, 400, msg);
         } else if (people_save(h->store, &a->cfg, g, err)) {
+            log_error(NULL, "storing the gallery: %s", err);
             ok = send_error(c, 503, "could not store the gallery");
         } else {
             int examples = 0;

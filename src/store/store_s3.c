@@ -33,7 +33,10 @@ static int request(struct s3 *s, const char *method, const char *bucket, const c
     if (key && sigv4_uri_encode(key, 0, path, sizeof path) < 0)
         return fr_fail(err, FR_EINVAL, "object key too long");
     struct sigv4_key k = {s->access, s->secret, s->region, "s3"};
-    return aws_call(s->curl, &ep, &k, method, path, "", NULL, 0, body, body_len, max, r, err);
+    /* bytes are bytes: without this libcurl would label a body as a form */
+    struct sigv4_header ct = {"content-type", "application/octet-stream"};
+    return aws_call(s->curl, &ep, &k, method, path, "", body ? &ct : NULL, body ? 1 : 0, body,
+                    body_len, max, r, err);
 }
 
 static int status_error(const struct aws_response *r, const char *what, const char *bucket,

@@ -132,6 +132,7 @@ int aws_call(CURL *curl, const struct aws_endpoint *e, const struct sigv4_key *k
         curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 40000L); /* above SQS's 20 s long poll */
         curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
         curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+        if (attempt) curl_easy_setopt(curl, CURLOPT_FRESH_CONNECT, 1L); /* not the failed one */
         if (!strcmp(method, "HEAD")) {
             curl_easy_setopt(curl, CURLOPT_NOBODY, 1L);
         } else if (strcmp(method, "GET") != 0) {
