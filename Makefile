@@ -74,7 +74,7 @@ test: deps models fixtures emulators
 	@$(MAKE) --no-print-directory test-unit SANITIZE=1
 
 test-unit: $(BUILD)/facerec $(TEST_BIN)
-	@FACEREC_MODELS=$(MODELS) FACEREC_BIN=$(BUILD)/facerec scripts/run-tests.sh $(TEST_BIN) $(TEST_SH)
+	@FACEREC_MODELS=$(MODELS) FACEREC_BIN=$(BUILD)/facerec FACEREC_BUILD=$(BUILD) scripts/run-tests.sh $(TEST_BIN) $(TEST_SH)
 
 bench: deps models $(BUILD)/facerec
 	FACEREC_MODELS=$(MODELS) $(BUILD)/facerec bench nn

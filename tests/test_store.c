@@ -48,7 +48,6 @@ int main(void)
     CHECK(store_get(s, "input-bucket", "job_photo.jpg", 100, &data, &len, err) == 0);
     CHECK(len == 5 && !memcmp(data, "hello", 5) && data[5] == 0);
     free(data);
-    CHECK(store_get(s, "input-bucket", "job_photo.jpg", 4, &data, &len, err) == FR_ETOOBIG);
     int got = store_get(s, "input-bucket", "missing", 100, &data, &len, err);
     CHECK_MSG(got == FR_ENOTFOUND, "missing object: %d %s", got, err);
     CHECK(store_put(s, "input-bucket", "empty", "", 0, err) == 0);
@@ -112,6 +111,10 @@ int main(void)
         hidden += e->d_name[0] == '.' && strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
     if (d) closedir(d);
     CHECK(s3 || hidden == 0);
+    /* last: a reader giving up mid-body drops the connection, which the shared SigV4 proxy
+     * does not survive */
+    CHECK(store_put(s, "input-bucket", "five", "12345", 5, err) == 0);
+    CHECK(store_get(s, "input-bucket", "five", 4, &data, &len, err) == FR_ETOOBIG);
     store_close(s);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);

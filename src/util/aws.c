@@ -103,7 +103,7 @@ int aws_call(CURL *curl, const struct aws_endpoint *e, const struct sigv4_key *k
         sigv4_amz_date(time(NULL), date);
         struct sigv4_header hs[SIGV4_MAX_HEADERS] = {
             {"host", e->host}, {"x-amz-date", date}, {"x-amz-content-sha256", payload}};
-        memcpy(hs + 3, headers, (size_t)nheaders * sizeof *headers);
+        if (nheaders > 0) memcpy(hs + 3, headers, (size_t)nheaders * sizeof *headers);
         struct sigv4_request sr = {method, path, query ? query : "", hs, nheaders + 3, payload};
         if (sigv4_sign(&sr, key, date, auth)) return fr_fail(err, FR_EINVAL, "cannot sign the request");
         struct curl_slist *list = NULL;
