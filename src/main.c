@@ -17,6 +17,7 @@ static const struct command commands[] = {
     {"serve", cli_serve, "the service on one machine: HTTP API, embedded queue and store, workers"},
     {"api", cli_api, "the HTTP API alone (workers run elsewhere)"},
     {"worker", cli_worker, "one worker process"},
+    {"queue", cli_queue, "the configured job queue by hand (queue send BODY, queue counts)"},
     {"nn", cli_nn, "inspect and run a TFLite model (nn info MODEL, nn run MODEL ...)"},
     {"detect", cli_detect, "find faces in images: boxes, scores, landmarks (JSON)"},
     {"embed", cli_detect, "detect, then a 192-value embedding per face (JSON)"},

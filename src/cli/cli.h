@@ -11,6 +11,7 @@ int cli_identify(int argc, char **argv); /* facerec identify --gallery FILE IMAG
 int cli_serve(int argc, char **argv);  /* facerec serve: API + worker pool */
 int cli_api(int argc, char **argv);    /* facerec api */
 int cli_worker(int argc, char **argv); /* facerec worker */
+int cli_queue(int argc, char **argv);  /* facerec queue send|counts */
 
 /* $FACEREC_MODELS or "models". */
 const char *cli_models_dir(void);

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "queue/queue.h"
 #include "service/api.h"
 #include "service/log.h"
 #include "service/worker.h"
@@ -166,4 +167,35 @@ int cli_serve(int argc, char **argv)
     while (wait(NULL) > 0) {}
     log_info(NULL, "stopped");
     return 0;
+}
+
+/* `facerec queue send BODY | counts`: the configured queue by hand, for operators and tests. */
+int cli_queue(int argc, char **argv)
+{
+    static const char usage_text[] = "usage: facerec queue send BODY [--delay S]\n"
+                                     "       facerec queue counts\n";
+    if (argc < 2 || !strcmp(argv[1], "--help")) {
+        fputs(usage_text, argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    struct config c;
+    if (load_config(&c)) return 1;
+    char err[FR_ERR_LEN];
+    struct queue *q;
+    if (queue_open(&c, &q, err)) return cli_error("%s", err);
+    int rc = 0;
+    if (!strcmp(argv[1], "send") && (argc == 3 || (argc == 5 && !strcmp(argv[3], "--delay")))) {
+        if (queue_send(q, argv[2], argc == 5 ? atoi(argv[4]) : 0, err)) rc = cli_error("%s", err);
+    } else if (!strcmp(argv[1], "counts") && argc == 2) {
+        struct queue_counts qc;
+        if (queue_counts(q, &qc, err)) rc = cli_error("%s", err);
+        else
+            printf("{\"waiting\":%ld,\"in_flight\":%ld,\"delayed\":%ld,\"dead\":%ld}\n", qc.waiting,
+                   qc.in_flight, qc.delayed, qc.dead);
+    } else {
+        fputs(usage_text, stderr);
+        rc = 2;
+    }
+    queue_close(q);
+    return rc;
 }
