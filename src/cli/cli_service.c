@@ -94,16 +94,17 @@ int cli_api(int argc, char **argv)
     return 0;
 }
 
-static pid_t spawn_worker(const struct config *c)
+/* Starts `facerec worker` as a child: a fresh exec rather than a bare fork, because replacements
+ * are forked while the API's threads run, and only a new program image is safe from whatever
+ * locks those threads held. The worker reads the same environment. */
+static pid_t spawn_worker(void)
 {
     pid_t pid = fork();
     if (pid != 0) return pid; /* parent, or -1 */
-    char err[FR_ERR_LEN];
-    stop_requested = 0;
-    install_handlers();
-    int rc = worker_run(c, &stop_requested, err);
-    if (rc) log_error(NULL, "worker cannot run: %s", err);
-    _exit(rc ? 1 : 0);
+    char *args[] = {"facerec", "worker", NULL};
+    execv("/proc/self/exe", args);
+    log_error(NULL, "cannot start a worker: exec failed");
+    _exit(127);
 }
 
 int cli_serve(int argc, char **argv)
@@ -117,7 +118,7 @@ int cli_serve(int argc, char **argv)
     int n = c.workers < MAX_POOL ? c.workers : MAX_POOL;
     pid_t pool[MAX_POOL] = {0};
     for (int i = 0; i < n; i++)
-        pool[i] = spawn_worker(&c);
+        pool[i] = spawn_worker();
     struct api *a;
     if (api_start(&c, &a, err)) {
         for (int i = 0; i < n; i++)
@@ -142,7 +143,7 @@ int cli_serve(int argc, char **argv)
                                   WEXITSTATUS(status));
                     /* a worker that cannot start at all would loop: slow down */
                     if (++restarts_in_a_row > 3) sleep(1);
-                    pool[i] = spawn_worker(&c);
+                    pool[i] = spawn_worker();
                 }
             continue;
         }
