@@ -8,7 +8,9 @@
  *   nn_net_close(net);
  *
  * At open the graph is read, checked and fused. Each distinct input shape gets its own executor
- * (an XNNPACK runtime), built on first use and kept in a small LRU cache. A net is used by one
+ * (an XNNPACK runtime), built on first use and kept in a small LRU cache. A fully convolutional
+ * graph (windows, per-pixel and per-channel ops only) on a tall input runs in horizontal bands
+ * whose activations stay in cache, with the same results as in one piece. A net is used by one
  * thread at a time; use one net per worker thread. */
 #ifndef FR_NN_H
 #define FR_NN_H
@@ -22,6 +24,7 @@ struct nn_opts {
     enum nn_backend backend;
     int no_fuse;          /* keep the graph as the file spells it */
     int max_shapes;       /* executors kept at once (default 32) */
+    int no_bands;         /* never run a fully convolutional graph in horizontal bands */
 };
 
 struct nn_output {

@@ -1,0 +1,54 @@
+/* test_nn_bands: a fully convolutional net (P-Net) run in horizontal bands gives the outputs it
+ * gives in one piece, for tall inputs of odd and even heights; nets that are not fully
+ * convolutional are never banded. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "check.h"
+#include "nn/nn.h"
+
+int main(void)
+{
+    const char *dir = getenv("FACEREC_MODELS");
+    char path[512], err[FR_ERR_LEN];
+    snprintf(path, sizeof path, "%s/pnet.tflite", dir && *dir ? dir : "models");
+    struct nn_net *whole, *banded;
+    struct nn_opts ow = {.threads = 1, .no_bands = 1}, ob = {.threads = 1};
+    if (nn_net_open(path, &ow, &whole, err)) return check_skip("models are absent (make models)");
+    CHECK(nn_net_open(path, &ob, &banded, err) == 0);
+    static const int sizes[][2] = {{144, 100}, {150, 97}, {301, 203}, {384, 288}, {700, 33}, {645, 480}};
+    for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) {
+        struct nn_shape s = {4, {1, sizes[k][0], sizes[k][1], 3}};
+        size_t n = (size_t)nn_shape_count(&s);
+        float *x = malloc(n * sizeof(float));
+        uint32_t r = 12345u + (uint32_t)k;
+        for (size_t i = 0; i < n; i++)
+            r = r * 1664525u + 1013904223u, x[i] = (float)(r >> 8) / 8388608.0f - 1.0f;
+        struct nn_output a[NN_MAX_IO], b[NN_MAX_IO];
+        CHECK(nn_net_run(whole, x, &s, a, err) == 0);
+        /* copy before the second net runs: outputs live in each net */
+        for (int o = 0; o < nn_net_noutputs(whole); o++) {
+            size_t m = (size_t)nn_shape_count(&a[o].shape);
+            float *keep = malloc(m * sizeof(float));
+            for (size_t i = 0; i < m; i++)
+                keep[i] = a[o].data[i];
+            a[o].data = keep;
+        }
+        CHECK(nn_net_run(banded, x, &s, b, err) == 0);
+        for (int o = 0; o < nn_net_noutputs(whole); o++) {
+            CHECK(nn_shape_equal(&a[o].shape, &b[o].shape));
+            size_t m = (size_t)nn_shape_count(&a[o].shape);
+            double maxerr = 0;
+            for (size_t i = 0; i < m; i++)
+                maxerr = fmax(maxerr, fabs((double)a[o].data[i] - b[o].data[i]));
+            CHECK_MSG(maxerr <= 1e-5, "%dx%d output %d: banded differs by %g", sizes[k][0],
+                      sizes[k][1], o, maxerr);
+            free((void *)a[o].data);
+        }
+        free(x);
+    }
+    nn_net_close(whole);
+    nn_net_close(banded);
+    return check_done();
+}
