@@ -1,6 +1,7 @@
 /* test_nn_golden: every face model reproduces the independent reference outputs in
- * ../shared/golden within 1e-4 (max abs error / max abs reference), on XNNPACK (fused), on the
- * reference kernels (fused and as the file spells it), and with two threads. */
+ * ../shared/golden within 1e-4 (max abs error / max abs reference), on XNNPACK with the engine's
+ * own kernels and without them, on the reference kernels (fused and as the file spells it), and
+ * with two threads. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,11 +88,13 @@ int main(void)
         {"MobileFaceNet", {4, {2, 112, 112, 3}}, 1},
     };
     const struct nn_opts xnn = {.threads = 1}, xnn2 = {.threads = 2};
+    const struct nn_opts plain = {.threads = 1, .no_kernels = 1, .no_bands = 1};
     const struct nn_opts ref = {.backend = NN_BACKEND_REF};
     const struct nn_opts raw = {.backend = NN_BACKEND_REF, .no_fuse = 1};
     for (size_t i = 0; i < sizeof models / sizeof models[0]; i++) {
         check_model(dir, &models[i], &xnn, "xnnpack");
         check_model(dir, &models[i], &xnn2, "xnnpack 2 threads");
+        check_model(dir, &models[i], &plain, "xnnpack only");
         check_model(dir, &models[i], &ref, "reference fused");
         check_model(dir, &models[i], &raw, "reference unfused");
     }

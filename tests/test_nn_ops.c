@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "nn/kern.h"
 #include "nn/nn.h"
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
@@ -47,7 +48,7 @@ static int add_tensor(struct nn_graph *g, struct nn_shape s, int constant)
 static struct nn_graph *new_graph(struct nn_shape in)
 {
     struct nn_graph *g = calloc(1, sizeof *g);
-    g->nodes = calloc(4, sizeof *g->nodes);
+    g->nodes = calloc(8, sizeof *g->nodes);
     g->inputs[0] = add_tensor(g, in, 0);
     g->ninputs = 1;
     return g;
@@ -66,8 +67,10 @@ static struct nn_node *add_node(struct nn_graph *g, enum nn_op op, int a, int b,
 static void compare(struct nn_graph *g, const char *what)
 {
     char err[FR_ERR_LEN] = "";
-    g->outputs[0] = g->nodes[g->nnodes - 1].out;
-    g->noutputs = 1;
+    if (g->noutputs == 0) { /* by default the last node's result */
+        g->outputs[0] = g->nodes[g->nnodes - 1].out;
+        g->noutputs = 1;
+    }
     /* declared shapes of the activations come from inference, as a reader would record them */
     struct nn_shape *shapes = calloc((size_t)g->ntensors, sizeof *shapes);
     int rc = nn_graph_shapes(g, NULL, shapes, err);
@@ -113,15 +116,16 @@ static void compare(struct nn_graph *g, const char *what)
         CHECK_MSG(e1 == 0, "%s: xnnpack run: %s", what, err);
         int e2 = nn_net_run(rn, x, &in, ro_, err);
         CHECK_MSG(e2 == 0, "%s: reference run: %s", what, err);
-        if (!e1 && !e2) {
-            CHECK(nn_shape_equal(&xo_[0].shape, &ro_[0].shape));
-            size_t m = (size_t)nn_shape_count(&ro_[0].shape);
+        for (int o = 0; !e1 && !e2 && o < nn_net_noutputs(xn); o++) {
+            CHECK(nn_shape_equal(&xo_[o].shape, &ro_[o].shape));
+            size_t m = (size_t)nn_shape_count(&ro_[o].shape);
             double maxerr = 0, maxref = 1e-30;
             for (size_t i = 0; i < m; i++) {
-                maxerr = fmax(maxerr, fabs((double)xo_[0].data[i] - ro_[0].data[i]));
-                maxref = fmax(maxref, fabs((double)ro_[0].data[i]));
+                maxerr = fmax(maxerr, fabs((double)xo_[o].data[i] - ro_[o].data[i]));
+                maxref = fmax(maxref, fabs((double)ro_[o].data[i]));
             }
-            CHECK_MSG(maxerr / maxref <= 1e-4, "%s: relative error %.3g", what, maxerr / maxref);
+            CHECK_MSG(maxerr / maxref <= 1e-4, "%s: output %d: relative error %.3g", what, o,
+                      maxerr / maxref);
         }
     }
     nn_net_close(xn);
@@ -224,6 +228,95 @@ static void test_unary(enum nn_op op, int iter)
     compare(g, what);
 }
 
+/* The engine's own kernels (kern.h) and what they fuse: each graph is built so that a kernel
+ * claims it (checked when the CPU has them), then compared with the reference like any op. */
+static void expect_claim(struct nn_graph *g, int n, int count, const char *what)
+{
+    if (!nn_kern_available()) return;
+    char err[FR_ERR_LEN];
+    struct nn_shape *shapes = calloc((size_t)g->ntensors, sizeof *shapes);
+    int *readers = calloc((size_t)g->ntensors, sizeof *readers);
+    char *taken = calloc((size_t)g->nnodes, 1);
+    CHECK(nn_graph_shapes(g, NULL, shapes, err) == 0);
+    for (int k = 0; k < g->nnodes; k++)
+        for (int i = 0; i < g->nodes[k].nin; i++)
+            if (g->nodes[k].in[i] >= 0) readers[g->nodes[k].in[i]]++;
+    for (int i = 0; i < g->noutputs; i++)
+        readers[g->outputs[i]]++;
+    struct nn_kern *k = NULL;
+    int nodes[NN_KERN_MAX_NODES], got = 0;
+    CHECK_MSG(nn_kern_claim(g, shapes, readers, taken, n, &k, nodes, &got) == 1 && got == count,
+              "%s: kernel claims %d nodes, expected %d", what, got, count);
+    nn_kern_free(k);
+    free(shapes), free(readers), free(taken);
+}
+
+static int prelu_after(struct nn_graph *g, int x, int channels)
+{
+    int slope = add_tensor(g, (struct nn_shape){1, {channels}}, 1);
+    return add_node(g, NN_OP_PRELU, x, slope, -1)->out;
+}
+
+/* A narrow convolution (< 16 outputs) with PReLU and sometimes a 2x2 max pool after it, or two
+ * of them reading one input. */
+static void test_narrow(int iter)
+{
+    int c = rint_(1, 20), o = rint_(1, 15), k = rint_(1, 3), s = rint_(1, 2);
+    int h = rint_(k, 24), w = rint_(k, 24), pair = iter % 3 == 2, pool = iter % 3 == 1;
+    struct nn_graph *g = new_graph(nhwc(rint_(1, 2), h, w, c));
+    enum nn_padding pad = rint_(0, 1) ? NN_PAD_SAME : NN_PAD_VALID;
+    int o1 = pair ? rint_(1, 16 - o) : 0, outs[2], nouts = 0, claimed = 2;
+    for (int j = 0; j < 1 + pair; j++) {
+        int oj = j ? o1 : o;
+        int wt = add_tensor(g, nhwc(oj, k, k, c), 1);
+        int b = add_tensor(g, (struct nn_shape){1, {oj}}, 1);
+        struct nn_node *nd = add_node(g, NN_OP_CONV_2D, g->inputs[0], wt, b);
+        nd->pad = pad, nd->stride_h = nd->stride_w = s;
+        int y = nd->out;
+        if (!pair || j == 1) y = prelu_after(g, y, oj);
+        outs[nouts++] = y;
+    }
+    if (pair) claimed = 3;
+    struct nn_shape tmp[32];
+    char err[FR_ERR_LEN];
+    if (pool && nn_graph_shapes(g, NULL, tmp, err) == 0 && tmp[outs[0]].d[1] >= 2 &&
+        tmp[outs[0]].d[2] >= 2) {
+        struct nn_node *p = add_node(g, NN_OP_MAX_POOL_2D, outs[0], -1, -1);
+        p->filter_h = p->filter_w = 2, p->stride_h = p->stride_w = 2;
+        p->pad = rint_(0, 1) ? NN_PAD_SAME : NN_PAD_VALID;
+        outs[0] = p->out;
+        claimed = 3;
+    }
+    for (int i = 0; i < nouts; i++)
+        g->outputs[i] = outs[i];
+    g->noutputs = nouts;
+    char what[160];
+    snprintf(what, sizeof what, "narrow #%d in %dx%dx%d k%d s%d o%d+%d %s%s", iter, h, w, c, k, s,
+             o, o1, pad == NN_PAD_SAME ? "same" : "valid", claimed == 3 && !pair ? " pooled" : "");
+    expect_claim(g, 0, claimed, what);
+    compare(g, what);
+}
+
+/* Depthwise 3x3 (stride 1, the blocked path; channels not always a multiple of 16) with PReLU,
+ * and global depthwise windows (the whole picture, MobileFaceNet's last layer). */
+static void test_depthwise_kernel(int iter)
+{
+    int global = iter % 4 == 3, c = rint_(0, 1) ? 16 * rint_(1, 4) : rint_(1, 40);
+    int h = rint_(1, 20), w = rint_(1, 30), k = global ? 0 : 3;
+    struct nn_graph *g = new_graph(nhwc(rint_(1, 2), h, w, c));
+    int wt = add_tensor(g, nhwc(1, global ? h : k, global ? w : k, c), 1);
+    int b = add_tensor(g, (struct nn_shape){1, {c}}, 1);
+    struct nn_node *nd = add_node(g, NN_OP_DEPTHWISE_CONV_2D, g->inputs[0], wt, b);
+    nd->pad = global || rint_(0, 1) ? NN_PAD_VALID : NN_PAD_SAME;
+    if (!global && nd->pad == NN_PAD_VALID && (h < 3 || w < 3)) nd->pad = NN_PAD_SAME;
+    prelu_after(g, nd->out, c);
+    char what[160];
+    snprintf(what, sizeof what, "depthwise kernel #%d in %dx%dx%d %s", iter, h, w, c,
+             global ? "global" : nd->pad == NN_PAD_SAME ? "3x3 same" : "3x3 valid");
+    expect_claim(g, 0, 2, what);
+    compare(g, what);
+}
+
 /* Ops XNNPACK lacks: the net falls back to the reference kernels and still runs. */
 static void test_fallback(void)
 {
@@ -286,6 +379,10 @@ int main(void)
     for (int k = 0; k < 7; k++)
         for (int i = 0; i < 6; i++)
             test_unary(unary[k], i);
+    for (int i = 0; i < 60; i++)
+        test_narrow(i);
+    for (int i = 0; i < 40; i++)
+        test_depthwise_kernel(i);
     test_fallback();
     return check_done();
 }

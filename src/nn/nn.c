@@ -6,6 +6,7 @@
 
 #include "nn/ref.h"
 #include "nn/tflite.h"
+#include "nn/plan.h"
 #include "nn/xnn.h"
 
 #define DEFAULT_MAX_SHAPES 32
@@ -15,7 +16,7 @@ struct entry {
     struct nn_shape in;
     int whole; /* outputs of a banded run: shapes and buffers only, no executor */
     struct nn_shape *shapes; /* every tensor's shape */
-    struct nn_xnn *xnn;      /* NULL on the reference backend */
+    struct nn_plan *plan;    /* NULL on the reference backend */
     float *outs[NN_MAX_IO];
     uint64_t last_used;
 };
@@ -28,13 +29,14 @@ struct nn_net {
     int ncache, max_cache;
     uint64_t clock;
     int band_stride, band_field; /* geometry along H when bandable, else 0 */
+    int kernels;                 /* plans may use the engine's own kernels */
 };
 
 #define BAND_ROWS 48 /* input rows of a band: activations of a few hundred KB */
 
 static void entry_clear(struct entry *e)
 {
-    nn_xnn_free(e->xnn);
+    nn_plan_free(e->plan);
     free(e->shapes);
     for (int i = 0; i < NN_MAX_IO; i++)
         free(e->outs[i]);
@@ -121,6 +123,7 @@ int nn_net_from_graph(struct nn_graph *g, const struct nn_opts *opts, struct nn_
         if (n < 0) rc = fr_fail(err, n, "graph pruning failed");
     }
     net->backend = opts->backend;
+    net->kernels = !opts->no_kernels;
     if (!rc && !opts->no_bands) band_analyse(net);
     if (!rc && net->backend == NN_BACKEND_XNNPACK) {
         if (!nn_xnn_supports(g, NULL) || nn_xnn_init(err) != 0)
@@ -172,7 +175,7 @@ static int entry_build(struct nn_net *net, const struct nn_shape *in, int whole,
             rc = fr_fail(err, FR_ENOMEM, "out of memory for output %d", i);
     }
     if (!rc && !whole && net->backend == NN_BACKEND_XNNPACK)
-        rc = nn_xnn_build(g, e->shapes, net->pool, &e->xnn, err);
+        rc = nn_plan_build(g, e->shapes, net->pool, net->kernels, &e->plan, err);
     if (rc) entry_clear(e);
     return rc;
 }
@@ -229,7 +232,7 @@ static int band_exact(const struct nn_net *net, const struct nn_shape *band, str
 static int run_entry(struct nn_net *net, struct entry *e, const float *input, char err[FR_ERR_LEN])
 {
     e->last_used = ++net->clock;
-    return e->xnn ? nn_xnn_run(e->xnn, input, e->outs, err)
+    return e->plan ? nn_plan_run(e->plan, input, e->outs, err)
                   : nn_ref_run(net->g, e->shapes, input, e->outs, err);
 }
 

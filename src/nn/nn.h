@@ -8,7 +8,8 @@
  *   nn_net_close(net);
  *
  * At open the graph is read, checked and fused. Each distinct input shape gets its own executor
- * (an XNNPACK runtime), built on first use and kept in a small LRU cache. A fully convolutional
+ * (XNNPACK runtimes, with the engine's own kernels between them where those are faster: see
+ * kern.h), built on first use and kept in a small LRU cache. A fully convolutional
  * graph (windows, per-pixel and per-channel ops only) on a tall input runs in horizontal bands
  * whose activations stay in cache, with the same results as in one piece. A net is used by one
  * thread at a time; use one net per worker thread. */
@@ -25,6 +26,7 @@ struct nn_opts {
     int no_fuse;          /* keep the graph as the file spells it */
     int max_shapes;       /* executors kept at once (default 32) */
     int no_bands;         /* never run a fully convolutional graph in horizontal bands */
+    int no_kernels;       /* XNNPACK for every node: none of the engine's own kernels (kern.h) */
 };
 
 struct nn_output {

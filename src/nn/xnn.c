@@ -10,9 +10,9 @@
 
 struct nn_xnn {
     xnn_runtime_t rt;
-    int noutputs;
-    struct xnn_external_value ext[NN_MAX_IO + 1]; /* [0] input, then outputs */
-    int ready;                                    /* ext pointers set up in rt */
+    int next;
+    struct xnn_external_value *ext; /* inputs, then outputs, as nn_xnn_build listed them */
+    int ready;                      /* ext pointers set up in rt */
 };
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
@@ -121,48 +121,50 @@ static enum xnn_status define_node(xnn_subgraph_t sg, const struct nn_graph *g,
     }
 }
 
-int nn_xnn_build(const struct nn_graph *g, const struct nn_shape *shapes, pthreadpool_t pool,
+int nn_xnn_build(const struct nn_graph *g, const struct nn_shape *shapes, const int *nodes,
+                 int nnodes, const int *ext, int nin, int nout, pthreadpool_t pool,
                  struct nn_xnn **out, char err[FR_ERR_LEN])
 {
     *out = NULL;
     int rc = nn_xnn_init(err);
     if (rc) return rc;
-    if (!nn_xnn_supports(g, err)) return FR_EUNSUPPORTED;
-    if (g->ninputs != 1 || g->noutputs > NN_MAX_IO)
-        return fr_fail(err, FR_EUNSUPPORTED, "XNNPACK path: one input only");
+    for (int k = 0; k < nnodes; k++)
+        if (!node_supported(g->nodes[nodes[k]].op))
+            return fr_fail(err, FR_EUNSUPPORTED, "node %d: XNNPACK has no %s", nodes[k],
+                           nn_op_name(g->nodes[nodes[k]].op));
+    int next = nin + nout;
     struct nn_xnn *x = calloc(1, sizeof *x);
     uint32_t *ids = malloc((size_t)g->ntensors * sizeof *ids);
     xnn_subgraph_t sg = NULL;
-    if (!x || !ids) {
+    if (!x || !ids || !(x->ext = calloc((size_t)next, sizeof *x->ext))) {
         rc = fr_fail(err, FR_ENOMEM, "out of memory");
         goto done;
     }
+    x->next = next;
     for (int i = 0; i < g->ntensors; i++)
         ids[i] = XNN_INVALID_VALUE_ID;
-    if (xnn_create_subgraph((uint32_t)(1 + g->noutputs), 0, &sg) != xnn_status_success) {
+    if (xnn_create_subgraph((uint32_t)next, 0, &sg) != xnn_status_success) {
         rc = fr_fail(err, FR_EBACKEND, "XNNPACK: cannot create a subgraph");
         goto done;
     }
-    /* external values: id 0 is the input, 1.. the outputs */
-    for (int i = 0; i <= g->noutputs && !rc; i++) {
-        int t = i == 0 ? g->inputs[0] : g->outputs[i - 1];
-        if (i > 0 && t == g->inputs[0]) {
-            rc = fr_fail(err, FR_EUNSUPPORTED, "XNNPACK path: output %d is the input", i - 1);
-            break;
-        }
+    /* external values: ids 0..nin-1 are the inputs, then the outputs */
+    for (int i = 0; i < next && !rc; i++) {
+        int t = ext[i];
         if (ids[t] != XNN_INVALID_VALUE_ID) {
-            rc = fr_fail(err, FR_EUNSUPPORTED, "XNNPACK path: output %d listed twice", i - 1);
+            rc = fr_fail(err, FR_EUNSUPPORTED, "XNNPACK path: tensor %d is external twice", t);
             break;
         }
         size_t dims[NN_MAX_DIMS];
         for (int k = 0; k < shapes[t].ndim; k++)
             dims[k] = (size_t)shapes[t].d[k];
-        uint32_t flags = i == 0 ? XNN_VALUE_FLAG_EXTERNAL_INPUT : XNN_VALUE_FLAG_EXTERNAL_OUTPUT;
+        uint32_t flags = i < nin ? XNN_VALUE_FLAG_EXTERNAL_INPUT : XNN_VALUE_FLAG_EXTERNAL_OUTPUT;
         if (xnn_define_tensor_value(sg, xnn_datatype_fp32, (size_t)shapes[t].ndim, dims, NULL,
                                     (uint32_t)i, flags, &ids[t]) != xnn_status_success)
             rc = fr_fail(err, FR_EBACKEND, "XNNPACK: cannot define external tensor %d", i);
+        x->ext[i].id = (uint32_t)i;
     }
-    for (int n = 0; n < g->nnodes && !rc; n++) {
+    for (int k = 0; k < nnodes && !rc; k++) {
+        int n = nodes[k];
         enum xnn_status st = define_node(sg, g, shapes, &g->nodes[n], ids, &rc);
         if (rc || st != xnn_status_success)
             rc = fr_fail(err, FR_EBACKEND, "XNNPACK refused node %d (%s): status %d", n,
@@ -177,23 +179,19 @@ done:
         nn_xnn_free(x);
         return rc;
     }
-    x->noutputs = g->noutputs;
-    for (int i = 0; i <= g->noutputs; i++)
-        x->ext[i].id = (uint32_t)i;
     *out = x;
     return 0;
 }
 
-int nn_xnn_run(struct nn_xnn *x, const float *input, float *const *outs, char err[FR_ERR_LEN])
+int nn_xnn_run(struct nn_xnn *x, void *const *ptrs, char err[FR_ERR_LEN])
 {
-    int same = x->ready && x->ext[0].data == input;
-    for (int i = 0; i < x->noutputs && same; i++)
-        same = x->ext[i + 1].data == outs[i];
+    int same = x->ready;
+    for (int i = 0; i < x->next && same; i++)
+        same = x->ext[i].data == ptrs[i];
     if (!same) {
-        x->ext[0].data = (void *)input; /* XNNPACK only reads external inputs */
-        for (int i = 0; i < x->noutputs; i++)
-            x->ext[i + 1].data = outs[i];
-        if (xnn_setup_runtime(x->rt, (size_t)x->noutputs + 1, x->ext) != xnn_status_success) {
+        for (int i = 0; i < x->next; i++)
+            x->ext[i].data = ptrs[i]; /* XNNPACK only reads external inputs */
+        if (xnn_setup_runtime(x->rt, (size_t)x->next, x->ext) != xnn_status_success) {
             x->ready = 0;
             return fr_fail(err, FR_EBACKEND, "XNNPACK: runtime setup failed");
         }
@@ -208,5 +206,6 @@ void nn_xnn_free(struct nn_xnn *x)
 {
     if (!x) return;
     if (x->rt) xnn_delete_runtime(x->rt);
+    free(x->ext);
     free(x);
 }

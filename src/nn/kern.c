@@ -1,0 +1,541 @@
+/* kern.c: depthwise and narrow convolutions with fused PReLU, in AVX-512.
+ *
+ * Both kernels walk the output row by row. Pixels whose window lies inside the input (the
+ * interior) run blocked, several pixels at once so that independent accumulators hide the FMA
+ * latency; the few border pixels run one at a time with the window clipped. The activation is a
+ * per-lane PReLU slope (1 where there is none) followed by a per-lane clamp. */
+#include "nn/kern.h"
+
+#include <immintrin.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define AVX512 __attribute__((target("avx512f")))
+
+enum kind { KIND_DEPTHWISE, KIND_NARROW };
+
+struct nn_kern {
+    enum kind kind;
+    int in, nout, out[2];
+    int N, H, W, C, OH, OW, KH, KW, sh, sw, pt, pl;
+    int Cp;                 /* depthwise: channels rounded up to 16 */
+    float *w;               /* depthwise [KH*KW][Cp]; narrow [KH*KW*C][16] */
+    float *bias;            /* [Cp] or [16] */
+    float *slope, *lo, *hi; /* per channel or per lane, same lengths as bias */
+    int O[2], off[2];       /* narrow: channels of each output and their first lane */
+    int pool, PH, PW;       /* narrow: a fused 2x2 max pool (stride 2) and its output size */
+    float *rows;            /* narrow: two activated output rows of 16 lanes (scratch) */
+};
+
+int nn_kern_available(void)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f");
+#else
+    return 0;
+#endif
+}
+
+void nn_kern_free(struct nn_kern *k)
+{
+    if (!k) return;
+    free(k->w);
+    free(k->bias);
+    free(k->slope);
+    free(k->lo);
+    free(k->hi);
+    free(k->rows);
+    free(k);
+}
+
+int nn_kern_input(const struct nn_kern *k)
+{
+    return k->in;
+}
+
+int nn_kern_outputs(const struct nn_kern *k, int out[2])
+{
+    out[0] = k->out[0], out[1] = k->out[1];
+    return k->nout;
+}
+
+/* ---- claiming ---- */
+
+static int is_const(const struct nn_graph *g, int t)
+{
+    return t >= 0 && g->tensors[t].data && g->tensors[t].type == NN_F32;
+}
+
+/* The PReLU node that is the only reader of tensor t (and t is no graph output), or -1. */
+static int prelu_reader(const struct nn_graph *g, const struct nn_shape *shapes, const int *readers,
+                        const char *taken, int after, int t)
+{
+    if (readers[t] != 1) return -1;
+    for (int m = after + 1; m < g->nnodes; m++) {
+        const struct nn_node *nd = &g->nodes[m];
+        if (nd->in[0] != t && !(nd->nin > 1 && nd->in[1] == t)) continue;
+        const struct nn_shape *ss = nd->nin > 1 && nd->in[1] >= 0 ? &shapes[nd->in[1]] : NULL;
+        if (taken[m] || nd->op != NN_OP_PRELU || nd->in[0] != t || !is_const(g, nd->in[1]) || !ss ||
+            ss->ndim != 1 || ss->d[0] != shapes[t].d[3])
+            return -1;
+        return m;
+    }
+    return -1;
+}
+
+/* The 2x2, stride 2 max pool that is the only reader of tensor t, written after node `after`
+ * and padded (if at all) only after, or -1. */
+static int pool_reader(const struct nn_graph *g, const struct nn_shape *shapes, const int *readers,
+                       const char *taken, int after, int t)
+{
+    if (readers[t] != 1) return -1;
+    for (int m = after + 1; m < g->nnodes; m++) {
+        const struct nn_node *nd = &g->nodes[m];
+        if (nd->in[0] != t) continue;
+        const struct nn_shape *xs = &shapes[t], *ys = &shapes[nd->out];
+        int pt, pb, pl, pr;
+        if (taken[m] || nd->op != NN_OP_MAX_POOL_2D || nd->act != NN_ACT_NONE ||
+            nd->filter_h != 2 || nd->filter_w != 2 || nd->stride_h != 2 || nd->stride_w != 2 ||
+            ys->ndim != 4)
+            return -1;
+        nn_window_pads(xs->d[1], ys->d[1], 2, 2, 1, nd->pad, &pt, &pb);
+        nn_window_pads(xs->d[2], ys->d[2], 2, 2, 1, nd->pad, &pl, &pr);
+        return pt == 0 && pl == 0 ? m : -1;
+    }
+    return -1;
+}
+
+/* Geometry shared by both kinds; 0 when the node is not a plain 4-D window we handle. */
+static int geometry(const struct nn_graph *g, const struct nn_shape *shapes,
+                    const struct nn_node *nd, struct nn_kern *k)
+{
+    const struct nn_shape *xs = &shapes[nd->in[0]], *ys = &shapes[nd->out];
+    if (xs->ndim != 4 || ys->ndim != 4 || nd->dil_h != 1 || nd->dil_w != 1) return 0;
+    if (!is_const(g, nd->in[1]) || (nd->nin > 2 && nd->in[2] >= 0 && !is_const(g, nd->in[2])))
+        return 0;
+    const struct nn_shape *ws = &g->tensors[nd->in[1]].shape;
+    if (ws->ndim != 4) return 0;
+    k->in = nd->in[0];
+    k->N = xs->d[0], k->H = xs->d[1], k->W = xs->d[2], k->C = xs->d[3];
+    k->OH = ys->d[1], k->OW = ys->d[2];
+    k->KH = ws->d[1], k->KW = ws->d[2], k->sh = nd->stride_h, k->sw = nd->stride_w;
+    int pb, pr;
+    nn_window_pads(k->H, k->OH, k->KH, k->sh, 1, nd->pad, &k->pt, &pb);
+    nn_window_pads(k->W, k->OW, k->KW, k->sw, 1, nd->pad, &k->pl, &pr);
+    return 1;
+}
+
+/* Zeroed, 64-byte aligned weights and per-lane parameters. */
+static int alloc_params(struct nn_kern *k, size_t nw, size_t nlanes)
+{
+    k->w = nn_alloc_aligned(nw * sizeof(float));
+    k->bias = nn_alloc_aligned(nlanes * sizeof(float));
+    k->slope = nn_alloc_aligned(nlanes * sizeof(float));
+    k->lo = nn_alloc_aligned(nlanes * sizeof(float));
+    k->hi = nn_alloc_aligned(nlanes * sizeof(float));
+    if (!k->w || !k->bias || !k->slope || !k->lo || !k->hi) return FR_ENOMEM;
+    memset(k->w, 0, nw * sizeof(float));
+    memset(k->bias, 0, nlanes * sizeof(float));
+    return 0;
+}
+
+static int claim_depthwise(const struct nn_graph *g, const struct nn_shape *shapes,
+                           const int *readers, const char *taken, int n, struct nn_kern *k,
+                           int *nodes, int *count)
+{
+    const struct nn_node *nd = &g->nodes[n];
+    if (!geometry(g, shapes, nd, k) || shapes[nd->out].d[3] != k->C) return 0;
+    /* measured: XNNPACK is faster on strided 3x3 windows */
+    if (k->sh > 1 && !(k->OH == 1 && k->OW == 1)) return 0;
+    k->kind = KIND_DEPTHWISE;
+    k->Cp = (k->C + 15) & ~15;
+    int taps = k->KH * k->KW, p = prelu_reader(g, shapes, readers, taken, n, nd->out);
+    if (alloc_params(k, (size_t)taps * k->Cp, (size_t)k->Cp)) return FR_ENOMEM;
+    const float *w = g->tensors[nd->in[1]].data;
+    for (int t = 0; t < taps; t++)
+        memcpy(k->w + (size_t)t * k->Cp, w + (size_t)t * k->C, (size_t)k->C * sizeof(float));
+    if (nd->nin > 2 && nd->in[2] >= 0)
+        memcpy(k->bias, g->tensors[nd->in[2]].data, (size_t)k->C * sizeof(float));
+    float lo, hi;
+    nn_act_range(nd->act, &lo, &hi);
+    const float *s = p >= 0 ? g->tensors[g->nodes[p].in[1]].data : NULL;
+    for (int c = 0; c < k->Cp; c++) {
+        k->slope[c] = s && c < k->C ? s[c] : 1.0f;
+        k->lo[c] = lo, k->hi[c] = hi;
+    }
+    nodes[0] = n;
+    *count = 1;
+    k->nout = 1;
+    k->out[0] = nd->out;
+    if (p >= 0) nodes[(*count)++] = p, k->out[0] = g->nodes[p].out;
+    return 1;
+}
+
+/* A convolution the narrow kernel can take, with O output channels. */
+static int narrow_ok(const struct nn_graph *g, const struct nn_shape *shapes, int n, int *O)
+{
+    const struct nn_node *nd = &g->nodes[n];
+    struct nn_kern k;
+    if (nd->op != NN_OP_CONV_2D || !geometry(g, shapes, nd, &k)) return 0;
+    *O = shapes[nd->out].d[3];
+    /* at 16 output channels XNNPACK's tiles are full and it is as fast (measured on P-Net) */
+    return *O < 16 && g->tensors[nd->in[1]].shape.d[3] == k.C;
+}
+
+static int claim_narrow(const struct nn_graph *g, const struct nn_shape *shapes, const int *readers,
+                        const char *taken, int n, struct nn_kern *k, int *nodes, int *count)
+{
+    int O0, O1 = 0, m = -1;
+    if (!narrow_ok(g, shapes, n, &O0)) return 0;
+    const struct nn_node *nd = &g->nodes[n];
+    geometry(g, shapes, nd, k);
+    /* a second convolution of the same input and window that fits in the remaining lanes */
+    for (int j = n + 1; j < g->nnodes && O0 < 16; j++) {
+        const struct nn_node *b = &g->nodes[j];
+        if (taken[j] || b->in[0] != nd->in[0] || !narrow_ok(g, shapes, j, &O1) || O0 + O1 > 16)
+            continue;
+        const struct nn_shape *wa = &g->tensors[nd->in[1]].shape, *wb = &g->tensors[b->in[1]].shape;
+        if (wa->d[1] == wb->d[1] && wa->d[2] == wb->d[2] && b->stride_h == nd->stride_h &&
+            b->stride_w == nd->stride_w && b->pad == nd->pad) {
+            m = j;
+            break;
+        }
+    }
+    if (m < 0) O1 = 0;
+    k->kind = KIND_NARROW;
+    int taps = k->KH * k->KW * k->C;
+    if (alloc_params(k, (size_t)taps * 16, 16)) return FR_ENOMEM;
+    for (int i = 0; i < 16; i++)
+        k->slope[i] = 1.0f, k->lo[i] = -INFINITY, k->hi[i] = INFINITY;
+    *count = 0;
+    k->nout = m >= 0 ? 2 : 1;
+    for (int gi = 0; gi < k->nout; gi++) {
+        int c = gi == 0 ? n : m, O = gi == 0 ? O0 : O1, off = gi == 0 ? 0 : O0;
+        const struct nn_node *cn = &g->nodes[c];
+        const float *w = g->tensors[cn->in[1]].data; /* [O][KH][KW][C] */
+        const float *b = cn->nin > 2 && cn->in[2] >= 0 ? g->tensors[cn->in[2]].data : NULL;
+        for (int o = 0; o < O; o++) {
+            for (int t = 0; t < taps; t++)
+                k->w[(size_t)t * 16 + off + o] = w[(size_t)o * taps + t];
+            k->bias[off + o] = b ? b[o] : 0.0f;
+        }
+        float lo, hi;
+        nn_act_range(cn->act, &lo, &hi);
+        int p = prelu_reader(g, shapes, readers, taken, c, cn->out);
+        const float *s = p >= 0 ? g->tensors[g->nodes[p].in[1]].data : NULL;
+        for (int o = 0; o < O; o++)
+            k->slope[off + o] = s ? s[o] : 1.0f, k->lo[off + o] = lo, k->hi[off + o] = hi;
+        nodes[(*count)++] = c;
+        k->out[gi] = cn->out;
+        if (p >= 0) nodes[(*count)++] = p, k->out[gi] = g->nodes[p].out;
+        k->O[gi] = O, k->off[gi] = off;
+    }
+    int q = k->nout == 1 ? pool_reader(g, shapes, readers, taken, n, k->out[0]) : -1;
+    if (q >= 0) {
+        k->pool = 1;
+        k->PH = shapes[g->nodes[q].out].d[1], k->PW = shapes[g->nodes[q].out].d[2];
+        k->out[0] = g->nodes[q].out;
+        nodes[(*count)++] = q;
+    }
+    if (!(k->rows = nn_alloc_aligned((size_t)2 * k->OW * 16 * sizeof(float)))) return FR_ENOMEM;
+    return 1;
+}
+
+int nn_kern_claim(const struct nn_graph *g, const struct nn_shape *shapes, const int *readers,
+                  const char *taken, int n, struct nn_kern **out, int nodes[NN_KERN_MAX_NODES],
+                  int *count)
+{
+    *out = NULL;
+    *count = 0;
+    const struct nn_node *nd = &g->nodes[n];
+    if (taken[n] || (nd->op != NN_OP_DEPTHWISE_CONV_2D && nd->op != NN_OP_CONV_2D)) return 0;
+    struct nn_kern *k = calloc(1, sizeof *k);
+    if (!k) return FR_ENOMEM;
+    int rc = nd->op == NN_OP_DEPTHWISE_CONV_2D
+                 ? claim_depthwise(g, shapes, readers, taken, n, k, nodes, count)
+                 : claim_narrow(g, shapes, readers, taken, n, k, nodes, count);
+    if (rc <= 0) {
+        nn_kern_free(k);
+        *count = 0;
+        return rc;
+    }
+    *out = k;
+    return 1;
+}
+
+/* ---- running ---- */
+
+/* The first and one-past-last output column whose window lies inside the input. */
+static void interior(int in, int out, int k, int stride, int pad, int *lo, int *hi)
+{
+    *lo = (pad + stride - 1) / stride;
+    *hi = in - k + pad >= 0 ? (in - k + pad) / stride + 1 : 0;
+    if (*hi > out) *hi = out;
+    if (*lo > *hi) *lo = *hi;
+}
+
+AVX512 static inline __m512 activate(__m512 v, __m512 slope, __m512 lo, __m512 hi)
+{
+    v = _mm512_mask_mul_ps(v, _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ), v, slope);
+    return _mm512_min_ps(_mm512_max_ps(v, lo), hi);
+}
+
+/* Masked AVX-512 stores are slow on some CPUs (AMD Zen 4): plain ones when all lanes are on. */
+AVX512 static inline void store(float *p, __mmask16 m, __m512 v)
+{
+    if (m == 0xffff)
+        _mm512_storeu_ps(p, v);
+    else
+        _mm512_mask_storeu_ps(p, m, v);
+}
+
+AVX512 static inline __m512 load(const float *p, __mmask16 m)
+{
+    return m == 0xffff ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps(m, p);
+}
+
+#define DW_BLOCK 4
+
+#define DW3_BLOCK 8
+
+/* DW3_BLOCK output pixels of a 3x3 depthwise window with stride S, one full block of 16
+ * channels. Every input vector is loaded once per row and feeds each output whose window covers
+ * it; the weights stay in registers. xp: the input at row iy0 (rows ky0..ky1-1 only are read)
+ * and column ix0; with checked, columns outside [0, W) read as zero (SAME padding). S and
+ * checked are constants after inlining. */
+AVX512 static inline __attribute__((always_inline)) void
+dw3_block(const float *x, ptrdiff_t base, ptrdiff_t row, ptrdiff_t C, int ky0, int ky1, int ix0,
+          int W, const __m512 *w, __m512 b, int S, int checked, __m512 *a)
+{
+    for (int j = 0; j < DW3_BLOCK; j++)
+        a[j] = b;
+    for (int ky = ky0; ky < ky1; ky++) {
+#pragma GCC unroll 32
+        for (int i = 0; i < (DW3_BLOCK - 1) * S + 3; i++) {
+            __m512 v;
+            if (checked) { /* branch-free: a clamped address, masked off when outside */
+                int ix = ix0 + i, in = ix < 0 ? 0 : ix >= W ? W - 1 : ix;
+                v = _mm512_maskz_loadu_ps(ix == in ? 0xffff : 0, x + (base + ky * row + in * C));
+            } else {
+                v = _mm512_loadu_ps(x + (base + ky * row + (ix0 + i) * C));
+            }
+#pragma GCC unroll 3
+            for (int kx = 0; kx < 3; kx++) {
+                int d = i - kx;
+                if (d >= 0 && d % S == 0 && d / S < DW3_BLOCK)
+                    a[d / S] = _mm512_fmadd_ps(v, w[ky * 3 + kx], a[d / S]);
+            }
+        }
+    }
+}
+
+/* A 3x3 depthwise convolution with stride S (a constant after inlining), over the full block
+ * of 16 channels at cb of output row oy (xr: offset of input row iy0 = oy * sh - pt, which may
+ * lie above the picture). */
+AVX512 static inline __attribute__((always_inline)) void
+dw3_row(const struct nn_kern *k, const float *x, ptrdiff_t xr, int ky0, int ky1, int ox_lo,
+        int ox_hi, int cb, float *yr, int S)
+{
+    const ptrdiff_t C = k->C, row = (ptrdiff_t)k->W * C;
+    __m512 w[9];
+    for (int t = 0; t < 9; t++)
+        w[t] = _mm512_loadu_ps(k->w + (size_t)t * k->Cp + cb);
+    __m512 b = _mm512_loadu_ps(k->bias + cb), s = _mm512_loadu_ps(k->slope + cb);
+    __m512 lo = _mm512_loadu_ps(k->lo + cb), hi = _mm512_loadu_ps(k->hi + cb);
+    for (int ox0 = 0; ox0 < k->OW; ox0 += DW3_BLOCK) {
+        /* the last block overlaps the one before rather than running short */
+        int ox = ox0 + DW3_BLOCK > k->OW && k->OW >= DW3_BLOCK ? k->OW - DW3_BLOCK : ox0;
+        int n = k->OW - ox < DW3_BLOCK ? k->OW - ox : DW3_BLOCK;
+        int ix0 = ox * S - k->pl;
+        __m512 a[DW3_BLOCK];
+        if (ox >= ox_lo && ox + DW3_BLOCK <= ox_hi)
+            dw3_block(x, xr + cb, row, C, ky0, ky1, ix0, k->W, w, b, S, 0, a);
+        else
+            dw3_block(x, xr + cb, row, C, ky0, ky1, ix0, k->W, w, b, S, 1, a);
+        for (int j = 0; j < n; j++)
+            _mm512_storeu_ps(yr + (size_t)(ox + j) * C + cb, activate(a[j], s, lo, hi));
+    }
+}
+
+AVX512 static void dw3_row_s1(const struct nn_kern *k, const float *x, ptrdiff_t xr, int ky0,
+                              int ky1, int ox_lo, int ox_hi, int cb, float *yr)
+{
+    dw3_row(k, x, xr, ky0, ky1, ox_lo, ox_hi, cb, yr, 1);
+}
+
+AVX512 static void dw3_row_s2(const struct nn_kern *k, const float *x, ptrdiff_t xr, int ky0,
+                              int ky1, int ox_lo, int ox_hi, int cb, float *yr)
+{
+    dw3_row(k, x, xr, ky0, ky1, ox_lo, ox_hi, cb, yr, 2);
+}
+
+AVX512 static void run_depthwise(const struct nn_kern *k, const float *x, float *y)
+{
+    const int C = k->C, Cp = k->Cp, KW = k->KW;
+    int ox_lo, ox_hi;
+    interior(k->W, k->OW, KW, k->sw, k->pl, &ox_lo, &ox_hi);
+    for (int n = 0; n < k->N; n++)
+        for (int oy = 0; oy < k->OH; oy++) {
+            int iy0 = oy * k->sh - k->pt;
+            int ky0 = iy0 < 0 ? -iy0 : 0, ky1 = k->H - iy0 < k->KH ? k->H - iy0 : k->KH;
+            ptrdiff_t xr = ((ptrdiff_t)n * k->H + iy0) * k->W * C; /* row iy0: may be above */
+            float *yr = y + ((size_t)n * k->OH + oy) * k->OW * C;
+            for (int cb = 0; cb < C; cb += 16) {
+                __mmask16 m = C - cb >= 16 ? 0xffff : (__mmask16)((1u << (C - cb)) - 1);
+                __m512 b = _mm512_loadu_ps(k->bias + cb), s = _mm512_loadu_ps(k->slope + cb);
+                __m512 lo = _mm512_loadu_ps(k->lo + cb), hi = _mm512_loadu_ps(k->hi + cb);
+                if (m == 0xffff && k->KH == 3 && KW == 3 && (k->sw == 1 || k->sw == 2)) {
+                    (k->sw == 1 ? dw3_row_s1 : dw3_row_s2)(k, x, xr, ky0, ky1, ox_lo, ox_hi, cb,
+                                                           yr);
+                    continue;
+                }
+                int ox = 0;
+                for (;;) {
+                    int block = ox >= ox_lo && ox + DW_BLOCK <= ox_hi ? DW_BLOCK : 1;
+                    if (ox >= k->OW) break;
+                    int ix0 = ox * k->sw - k->pl;
+                    if (block == DW_BLOCK) {
+                        __m512 a[DW_BLOCK];
+                        for (int j = 0; j < DW_BLOCK; j++)
+                            a[j] = b;
+                        const ptrdiff_t step = (ptrdiff_t)k->sw * C;
+                        for (int ky = ky0; ky < ky1; ky++) {
+                            const float *xp = x + (xr + ((ptrdiff_t)ky * k->W + ix0) * C + cb);
+                            const float *wp = k->w + (size_t)ky * KW * Cp + cb;
+                            for (int kx = 0; kx < KW; kx++) {
+                                __m512 wv = _mm512_loadu_ps(wp + (size_t)kx * Cp);
+                                const float *p = xp + (ptrdiff_t)kx * C;
+                                for (int j = 0; j < DW_BLOCK; j++)
+                                    a[j] = _mm512_fmadd_ps(load(p + j * step, m), wv, a[j]);
+                            }
+                        }
+                        float *yp = yr + (size_t)ox * C + cb;
+                        for (int j = 0; j < DW_BLOCK; j++)
+                            store(yp + (size_t)j * C, m, activate(a[j], s, lo, hi));
+                    } else {
+                        int kx0 = ix0 < 0 ? -ix0 : 0, kx1 = k->W - ix0 < KW ? k->W - ix0 : KW;
+                        __m512 a = b;
+                        for (int ky = ky0; ky < ky1; ky++)
+                            for (int kx = kx0; kx < kx1; kx++) {
+                                __m512 wv =
+                                    _mm512_loadu_ps(k->w + ((size_t)ky * KW + kx) * Cp + cb);
+                                const float *p =
+                                    x + (xr + ((ptrdiff_t)ky * k->W + ix0 + kx) * C + cb);
+                                a = _mm512_fmadd_ps(load(p, m), wv, a);
+                            }
+                        store(yr + (size_t)ox * C + cb, m, activate(a, s, lo, hi));
+                    }
+                    ox += block;
+                }
+            }
+        }
+}
+
+#define NARROW_BLOCK 8
+
+/* Writes the lanes of v that belong to each output, for output pixel pix. */
+AVX512 static inline void narrow_store(const struct nn_kern *k, __m512 v, float *const *y,
+                                       size_t pix)
+{
+    for (int gi = 0; gi < k->nout; gi++) {
+        __m512 u = v;
+        if (k->off[gi])
+            u = _mm512_permutexvar_ps(_mm512_add_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9,
+                                                                        8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                                       _mm512_set1_epi32(k->off[gi])),
+                                      v);
+        _mm512_mask_storeu_ps(y[gi] + pix * k->O[gi], (__mmask16)((1u << k->O[gi]) - 1), u);
+    }
+}
+
+/* Output row oy of image n of a narrow convolution, activated, into r[0..OW-1]. */
+AVX512 static void narrow_row(const struct nn_kern *k, const float *x, int n, int oy, int ox_lo,
+                              int ox_hi, __m512 *r)
+{
+    const int C = k->C, KW = k->KW, row = KW * C;
+    __m512 b = _mm512_loadu_ps(k->bias), s = _mm512_loadu_ps(k->slope);
+    __m512 lo = _mm512_loadu_ps(k->lo), hi = _mm512_loadu_ps(k->hi);
+    int iy0 = oy * k->sh - k->pt;
+    int ky0 = iy0 < 0 ? -iy0 : 0, ky1 = k->H - iy0 < k->KH ? k->H - iy0 : k->KH;
+    ptrdiff_t xr = ((ptrdiff_t)n * k->H + iy0) * k->W * C;
+    int ox = 0;
+    while (ox < k->OW) {
+        int ix0 = ox * k->sw - k->pl;
+        if (ox >= ox_lo && ox + NARROW_BLOCK <= ox_hi) {
+            __m512 a[NARROW_BLOCK];
+            for (int j = 0; j < NARROW_BLOCK; j++)
+                a[j] = b;
+            const size_t step = (size_t)k->sw * C;
+            for (int ky = ky0; ky < ky1; ky++) {
+                const float *xp = x + (xr + ((ptrdiff_t)ky * k->W + ix0) * C);
+                const float *wp = k->w + (size_t)ky * row * 16;
+                for (int q = 0; q < row; q++) {
+                    __m512 wv = _mm512_load_ps(wp + (size_t)q * 16);
+                    for (int j = 0; j < NARROW_BLOCK; j++)
+                        a[j] = _mm512_fmadd_ps(_mm512_set1_ps(xp[j * step + q]), wv, a[j]);
+                }
+            }
+            for (int j = 0; j < NARROW_BLOCK; j++)
+                r[ox + j] = activate(a[j], s, lo, hi);
+            ox += NARROW_BLOCK;
+        } else {
+            int kx0 = ix0 < 0 ? -ix0 : 0, kx1 = k->W - ix0 < KW ? k->W - ix0 : KW;
+            __m512 a = b;
+            for (int ky = ky0; ky < ky1; ky++)
+                for (int kx = kx0; kx < kx1; kx++) {
+                    const float *xp = x + (xr + ((ptrdiff_t)ky * k->W + ix0 + kx) * C);
+                    const float *wp = k->w + ((size_t)ky * row + (size_t)kx * C) * 16;
+                    for (int c = 0; c < C; c++)
+                        a = _mm512_fmadd_ps(_mm512_set1_ps(xp[c]),
+                                            _mm512_load_ps(wp + (size_t)c * 16), a);
+                }
+            r[ox++] = activate(a, s, lo, hi);
+        }
+    }
+}
+
+AVX512 static void run_narrow(const struct nn_kern *k, const float *x, float *const *y)
+{
+    int ox_lo, ox_hi;
+    interior(k->W, k->OW, k->KW, k->sw, k->pl, &ox_lo, &ox_hi);
+    __m512 *r0 = (__m512 *)k->rows, *r1 = r0 + k->OW;
+    for (int n = 0; n < k->N; n++) {
+        if (!k->pool) {
+            for (int oy = 0; oy < k->OH; oy++) {
+                narrow_row(k, x, n, oy, ox_lo, ox_hi, r0);
+                size_t pix0 = ((size_t)n * k->OH + oy) * k->OW;
+                for (int ox = 0; ox < k->OW; ox++)
+                    narrow_store(k, r0[ox], y, pix0 + ox);
+            }
+            continue;
+        }
+        /* 2x2 max pool, stride 2, no padding before (SAME pads only after, and a window
+         * hanging past the picture takes the maximum of the pixels it has) */
+        for (int py = 0; py < k->PH; py++) {
+            narrow_row(k, x, n, 2 * py, ox_lo, ox_hi, r0);
+            const __m512 *rb = r0;
+            if (2 * py + 1 < k->OH) {
+                narrow_row(k, x, n, 2 * py + 1, ox_lo, ox_hi, r1);
+                rb = r1;
+            }
+            size_t pix0 = ((size_t)n * k->PH + py) * k->PW;
+            for (int px = 0; px < k->PW; px++) {
+                int c0 = 2 * px, c1 = 2 * px + 1 < k->OW ? 2 * px + 1 : 2 * px;
+                __m512 v =
+                    _mm512_max_ps(_mm512_max_ps(r0[c0], r0[c1]), _mm512_max_ps(rb[c0], rb[c1]));
+                narrow_store(k, v, y, pix0 + px);
+            }
+        }
+    }
+}
+
+void nn_kern_run(const struct nn_kern *k, const float *x, float *const *y)
+{
+    if (k->kind == KIND_DEPTHWISE)
+        run_depthwise(k, x, y[0]);
+    else
+        run_narrow(k, x, y);
+}

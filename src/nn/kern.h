@@ -1,0 +1,45 @@
+/* kern.h: the engine's own kernels, for nodes XNNPACK runs slowly at the shapes of these models.
+ *
+ *   - depthwise convolutions (any window, stride and padding; depth multiplier 1, no dilation)
+ *     with the PReLU that reads them fused in: MobileFaceNet's 17 depthwise layers, which
+ *     XNNPACK runs memory-bound, each followed by a separate PReLU pass;
+ *   - convolutions with at most 16 output channels (no dilation), with their PReLU fused in, two
+ *     of them reading the same input computed in one pass: P-Net's first layer (3 -> 10
+ *     channels, where XNNPACK's GEMM has only 3 products per kernel tap) and its two 1x1 heads.
+ *
+ * A kernel replaces one to four nodes of a graph at one set of shapes; the plan (plan.h) runs it
+ * between XNNPACK segments. Kernels use AVX-512 and are offered only on CPUs that have it
+ * (XNNPACK runs the nodes elsewhere); they run on the caller's thread. */
+#ifndef FR_NN_KERN_H
+#define FR_NN_KERN_H
+
+#include "nn/graph.h"
+
+#define NN_KERN_MAX_NODES 4
+
+struct nn_kern;
+
+/* 1 when this CPU can run the kernels. */
+int nn_kern_available(void);
+
+/* Whether a kernel here computes node n of g at shapes (from nn_graph_shapes). readers[t] counts
+ * the node inputs and graph outputs that read tensor t; taken[m] is nonzero for nodes already
+ * assigned elsewhere (they are never fused). On a match, prepares the kernel into *out (free
+ * with nn_kern_free) and lists the nodes it computes in nodes[0..*count-1], n first.
+ * Returns 1 (claimed), 0 (not claimed) or FR_ENOMEM. */
+int nn_kern_claim(const struct nn_graph *g, const struct nn_shape *shapes, const int *readers,
+                  const char *taken, int n, struct nn_kern **out, int nodes[NN_KERN_MAX_NODES],
+                  int *count) FR_MUST_USE;
+
+/* The activation the kernel reads, and the tensors it writes (returns how many: 1 or 2). */
+int nn_kern_input(const struct nn_kern *k);
+int nn_kern_outputs(const struct nn_kern *k, int out[2]);
+
+/* Computes the outputs from x into y[0] (and y[1]), sized from the shapes it was claimed at.
+ * Cannot fail. */
+void nn_kern_run(const struct nn_kern *k, const float *x, float *const *y);
+
+/* NULL does nothing. */
+void nn_kern_free(struct nn_kern *k);
+
+#endif
