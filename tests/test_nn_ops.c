@@ -297,23 +297,28 @@ static void test_narrow(int iter)
     compare(g, what);
 }
 
-/* Depthwise 3x3 (stride 1, the blocked path; channels not always a multiple of 16) with PReLU,
- * and global depthwise windows (the whole picture, MobileFaceNet's last layer). */
+/* Depthwise 3x3 (stride 1, pictures at least 16 wide: the blocked path; channels not always a
+ * multiple of 16) and global windows (the whole picture, MobileFaceNet's last layer), with the
+ * PReLU after them and sometimes the one before them fused in. */
 static void test_depthwise_kernel(int iter)
 {
-    int global = iter % 4 == 3, c = rint_(0, 1) ? 16 * rint_(1, 4) : rint_(1, 40);
-    int h = rint_(1, 20), w = rint_(1, 30), k = global ? 0 : 3;
+    int global = iter % 4 == 3, pre = iter % 2, c = rint_(0, 1) ? 16 * rint_(1, 4) : rint_(1, 40);
+    int h = rint_(1, 20), w = global ? rint_(1, 20) : rint_(18, 40);
     struct nn_graph *g = new_graph(nhwc(rint_(1, 2), h, w, c));
-    int wt = add_tensor(g, nhwc(1, global ? h : k, global ? w : k, c), 1);
+    int x = pre ? prelu_after(g, g->inputs[0], c) : g->inputs[0];
+    int wt = add_tensor(g, nhwc(1, global ? h : 3, global ? w : 3, c), 1);
     int b = add_tensor(g, (struct nn_shape){1, {c}}, 1);
-    struct nn_node *nd = add_node(g, NN_OP_DEPTHWISE_CONV_2D, g->inputs[0], wt, b);
+    struct nn_node *nd = add_node(g, NN_OP_DEPTHWISE_CONV_2D, x, wt, b);
     nd->pad = global || rint_(0, 1) ? NN_PAD_VALID : NN_PAD_SAME;
-    if (!global && nd->pad == NN_PAD_VALID && (h < 3 || w < 3)) nd->pad = NN_PAD_SAME;
+    if (!global && nd->pad == NN_PAD_VALID && h < 3) nd->pad = NN_PAD_SAME;
     prelu_after(g, nd->out, c);
     char what[160];
-    snprintf(what, sizeof what, "depthwise kernel #%d in %dx%dx%d %s", iter, h, w, c,
-             global ? "global" : nd->pad == NN_PAD_SAME ? "3x3 same" : "3x3 valid");
-    expect_claim(g, 0, 2, what);
+    snprintf(what, sizeof what, "depthwise kernel #%d in %dx%dx%d %s%s", iter, h, w, c,
+             global                   ? "global"
+             : nd->pad == NN_PAD_SAME ? "3x3 same"
+                                      : "3x3 valid",
+             pre ? " after a PReLU" : "");
+    expect_claim(g, pre, 2 + pre, what);
     compare(g, what);
 }
 

@@ -26,6 +26,7 @@ struct nn_kern {
     float *slope, *lo, *hi; /* per channel or per lane, same lengths as bias */
     int O[2], off[2];       /* narrow: channels of each output and their first lane */
     int pool, PH, PW;       /* narrow: a fused 2x2 max pool (stride 2) and its output size */
+    float *pre;             /* depthwise: slopes of a PReLU applied to the input as it is read */
     float *rows;            /* narrow: two activated output rows of 16 lanes (scratch) */
 };
 
@@ -48,6 +49,7 @@ void nn_kern_free(struct nn_kern *k)
     free(k->lo);
     free(k->hi);
     free(k->rows);
+    free(k->pre);
     free(k);
 }
 
@@ -80,6 +82,24 @@ static int prelu_reader(const struct nn_graph *g, const struct nn_shape *shapes,
         const struct nn_shape *ss = nd->nin > 1 && nd->in[1] >= 0 ? &shapes[nd->in[1]] : NULL;
         if (taken[m] || nd->op != NN_OP_PRELU || nd->in[0] != t || !is_const(g, nd->in[1]) || !ss ||
             ss->ndim != 1 || ss->d[0] != shapes[t].d[3])
+            return -1;
+        return m;
+    }
+    return -1;
+}
+
+/* The PReLU node (not yet taken, per-channel constant slope) that writes tensor t, read by
+ * nothing else than the node that asks, or -1. */
+static int prelu_writer(const struct nn_graph *g, const struct nn_shape *shapes, const int *readers,
+                        const char *taken, int before, int t)
+{
+    if (readers[t] != 1) return -1;
+    for (int m = before - 1; m >= 0; m--) {
+        const struct nn_node *nd = &g->nodes[m];
+        if (nd->out != t) continue;
+        const struct nn_shape *ss = nd->nin > 1 && nd->in[1] >= 0 ? &shapes[nd->in[1]] : NULL;
+        if (taken[m] || nd->op != NN_OP_PRELU || !is_const(g, nd->in[1]) || !ss || ss->ndim != 1 ||
+            ss->d[0] != shapes[t].d[3] || g->tensors[nd->in[0]].data)
             return -1;
         return m;
     }
@@ -148,8 +168,10 @@ static int claim_depthwise(const struct nn_graph *g, const struct nn_shape *shap
 {
     const struct nn_node *nd = &g->nodes[n];
     if (!geometry(g, shapes, nd, k) || shapes[nd->out].d[3] != k->C) return 0;
-    /* measured: XNNPACK is faster on strided 3x3 windows */
-    if (k->sh > 1 && !(k->OH == 1 && k->OW == 1)) return 0;
+    /* measured: XNNPACK is faster on strided windows and on narrow pictures (14x14 in
+     * MobileFaceNet); global windows (the whole picture, output 1x1) are ours */
+    int global = k->OH == 1 && k->OW == 1;
+    if (!global && (k->sh > 1 || k->OW < 16)) return 0;
     k->kind = KIND_DEPTHWISE;
     k->Cp = (k->C + 15) & ~15;
     int taps = k->KH * k->KW, p = prelu_reader(g, shapes, readers, taken, n, nd->out);
@@ -171,6 +193,16 @@ static int claim_depthwise(const struct nn_graph *g, const struct nn_shape *shap
     k->nout = 1;
     k->out[0] = nd->out;
     if (p >= 0) nodes[(*count)++] = p, k->out[0] = g->nodes[p].out;
+    /* the PReLU that wrote the input, applied as the input is read: one pass fewer */
+    int q = prelu_writer(g, shapes, readers, taken, n, nd->in[0]);
+    if (q >= 0) {
+        if (!(k->pre = nn_alloc_aligned((size_t)k->Cp * sizeof(float)))) return FR_ENOMEM;
+        const float *ps = g->tensors[g->nodes[q].in[1]].data;
+        for (int c = 0; c < k->Cp; c++)
+            k->pre[c] = c < k->C ? ps[c] : 1.0f;
+        k->in = g->nodes[q].in[0];
+        nodes[(*count)++] = q;
+    }
     return 1;
 }
 
@@ -297,47 +329,32 @@ AVX512 static inline __m512 load(const float *p, __mmask16 m)
     return m == 0xffff ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps(m, p);
 }
 
+AVX512 static inline __m512 prelu(__m512 v, __m512 slope)
+{
+    return _mm512_mask_mul_ps(v, _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ), v, slope);
+}
+
+/* A depthwise input vector with the kernel's input PReLU (if any) applied. */
+AVX512 static inline __m512 load_pre(const struct nn_kern *k, const float *p, __mmask16 m, int cb)
+{
+    __m512 v = load(p, m);
+    return k->pre ? prelu(v, _mm512_loadu_ps(k->pre + cb)) : v;
+}
+
 #define DW_BLOCK 4
 
 #define DW3_BLOCK 8
 
-/* DW3_BLOCK output pixels of a 3x3 depthwise window with stride S, one full block of 16
- * channels. Every input vector is loaded once per row and feeds each output whose window covers
- * it; the weights stay in registers. xp: the input at row iy0 (rows ky0..ky1-1 only are read)
- * and column ix0; with checked, columns outside [0, W) read as zero (SAME padding). S and
- * checked are constants after inlining. */
-AVX512 static inline __attribute__((always_inline)) void
-dw3_block(const float *x, ptrdiff_t base, ptrdiff_t row, ptrdiff_t C, int ky0, int ky1, int ix0,
-          int W, const __m512 *w, __m512 b, int S, int checked, __m512 *a)
-{
-    for (int j = 0; j < DW3_BLOCK; j++)
-        a[j] = b;
-    for (int ky = ky0; ky < ky1; ky++) {
-#pragma GCC unroll 32
-        for (int i = 0; i < (DW3_BLOCK - 1) * S + 3; i++) {
-            __m512 v;
-            if (checked) { /* branch-free: a clamped address, masked off when outside */
-                int ix = ix0 + i, in = ix < 0 ? 0 : ix >= W ? W - 1 : ix;
-                v = _mm512_maskz_loadu_ps(ix == in ? 0xffff : 0, x + (base + ky * row + in * C));
-            } else {
-                v = _mm512_loadu_ps(x + (base + ky * row + (ix0 + i) * C));
-            }
-#pragma GCC unroll 3
-            for (int kx = 0; kx < 3; kx++) {
-                int d = i - kx;
-                if (d >= 0 && d % S == 0 && d / S < DW3_BLOCK)
-                    a[d / S] = _mm512_fmadd_ps(v, w[ky * 3 + kx], a[d / S]);
-            }
-        }
-    }
-}
-
-/* A 3x3 depthwise convolution with stride S (a constant after inlining), over the full block
- * of 16 channels at cb of output row oy (xr: offset of input row iy0 = oy * sh - pt, which may
- * lie above the picture). */
-AVX512 static inline __attribute__((always_inline)) void
-dw3_row(const struct nn_kern *k, const float *x, ptrdiff_t xr, int ky0, int ky1, int ox_lo,
-        int ox_hi, int cb, float *yr, int S)
+/* Output pixels [ox_lo, ox_hi) of a 3x3 depthwise window with stride S, for one full block of
+ * 16 channels of an output row whose window rows and columns all lie inside the input (the
+ * caller handles the border). Blocks of DW3_BLOCK pixels, the last one overlapping the one
+ * before: every input vector is loaded once per row and feeds each output whose window covers
+ * it, accumulators and weights stay in registers. xp: input row iy0 at column 0 and channel cb.
+ * S and pre (apply the input PReLU) are constants after inlining. */
+AVX512 static inline __attribute__((always_inline)) void dw3_span(const struct nn_kern *k,
+                                                                  const float *xp, float *yp,
+                                                                  int cb, int ox_lo, int ox_hi,
+                                                                  int S, int pre)
 {
     const ptrdiff_t C = k->C, row = (ptrdiff_t)k->W * C;
     __m512 w[9];
@@ -345,32 +362,39 @@ dw3_row(const struct nn_kern *k, const float *x, ptrdiff_t xr, int ky0, int ky1,
         w[t] = _mm512_loadu_ps(k->w + (size_t)t * k->Cp + cb);
     __m512 b = _mm512_loadu_ps(k->bias + cb), s = _mm512_loadu_ps(k->slope + cb);
     __m512 lo = _mm512_loadu_ps(k->lo + cb), hi = _mm512_loadu_ps(k->hi + cb);
-    for (int ox0 = 0; ox0 < k->OW; ox0 += DW3_BLOCK) {
-        /* the last block overlaps the one before rather than running short */
-        int ox = ox0 + DW3_BLOCK > k->OW && k->OW >= DW3_BLOCK ? k->OW - DW3_BLOCK : ox0;
-        int n = k->OW - ox < DW3_BLOCK ? k->OW - ox : DW3_BLOCK;
-        int ix0 = ox * S - k->pl;
+    __m512 ps = pre ? _mm512_loadu_ps(k->pre + cb) : b;
+    for (int ox0 = ox_lo; ox0 < ox_hi; ox0 += DW3_BLOCK) {
+        int ox = ox0 + DW3_BLOCK > ox_hi ? ox_hi - DW3_BLOCK : ox0;
         __m512 a[DW3_BLOCK];
-        if (ox >= ox_lo && ox + DW3_BLOCK <= ox_hi)
-            dw3_block(x, xr + cb, row, C, ky0, ky1, ix0, k->W, w, b, S, 0, a);
-        else
-            dw3_block(x, xr + cb, row, C, ky0, ky1, ix0, k->W, w, b, S, 1, a);
-        for (int j = 0; j < n; j++)
-            _mm512_storeu_ps(yr + (size_t)(ox + j) * C + cb, activate(a[j], s, lo, hi));
+        for (int j = 0; j < DW3_BLOCK; j++)
+            a[j] = b;
+        for (int ky = 0; ky < 3; ky++) {
+            const float *r = xp + ky * row + ((ptrdiff_t)ox * S - k->pl) * C;
+#pragma GCC unroll 32
+            for (int i = 0; i < (DW3_BLOCK - 1) * S + 3; i++) {
+                __m512 v = _mm512_loadu_ps(r + i * C);
+                if (pre) v = prelu(v, ps);
+#pragma GCC unroll 3
+                for (int kx = 0; kx < 3; kx++) {
+                    int d = i - kx;
+                    if (d >= 0 && d % S == 0 && d / S < DW3_BLOCK)
+                        a[d / S] = _mm512_fmadd_ps(v, w[ky * 3 + kx], a[d / S]);
+                }
+            }
+        }
+        for (int j = 0; j < DW3_BLOCK; j++)
+            _mm512_storeu_ps(yp + (ptrdiff_t)(ox + j) * C, activate(a[j], s, lo, hi));
     }
 }
 
-AVX512 static void dw3_row_s1(const struct nn_kern *k, const float *x, ptrdiff_t xr, int ky0,
-                              int ky1, int ox_lo, int ox_hi, int cb, float *yr)
-{
-    dw3_row(k, x, xr, ky0, ky1, ox_lo, ox_hi, cb, yr, 1);
-}
-
-AVX512 static void dw3_row_s2(const struct nn_kern *k, const float *x, ptrdiff_t xr, int ky0,
-                              int ky1, int ox_lo, int ox_hi, int cb, float *yr)
-{
-    dw3_row(k, x, xr, ky0, ky1, ox_lo, ox_hi, cb, yr, 2);
-}
+#define DW3_SPAN(name, S, pre)                                                                     \
+    AVX512 static void name(const struct nn_kern *k, const float *xp, float *yp, int cb,           \
+                            int ox_lo, int ox_hi)                                                  \
+    {                                                                                              \
+        dw3_span(k, xp, yp, cb, ox_lo, ox_hi, S, pre);                                             \
+    }
+DW3_SPAN(dw3_s1, 1, 0)
+DW3_SPAN(dw3_s1_pre, 1, 1)
 
 AVX512 static void run_depthwise(const struct nn_kern *k, const float *x, float *y)
 {
@@ -387,13 +411,16 @@ AVX512 static void run_depthwise(const struct nn_kern *k, const float *x, float 
                 __mmask16 m = C - cb >= 16 ? 0xffff : (__mmask16)((1u << (C - cb)) - 1);
                 __m512 b = _mm512_loadu_ps(k->bias + cb), s = _mm512_loadu_ps(k->slope + cb);
                 __m512 lo = _mm512_loadu_ps(k->lo + cb), hi = _mm512_loadu_ps(k->hi + cb);
-                if (m == 0xffff && k->KH == 3 && KW == 3 && (k->sw == 1 || k->sw == 2)) {
-                    (k->sw == 1 ? dw3_row_s1 : dw3_row_s2)(k, x, xr, ky0, ky1, ox_lo, ox_hi, cb,
-                                                           yr);
-                    continue;
+                int ox = 0, span_lo = 0, span_hi = 0;
+                if (m == 0xffff && k->KH == 3 && KW == 3 && k->sw == 1 && k->sh == 1 && ky0 == 0 &&
+                    ky1 == 3 && ox_hi - ox_lo >= DW3_BLOCK) {
+                    span_lo = ox_lo, span_hi = ox_hi;
+                    const float *xp = x + (xr + cb);
+                    float *yp = yr + cb;
+                    (k->pre ? dw3_s1_pre : dw3_s1)(k, xp, yp, cb, span_lo, span_hi);
                 }
-                int ox = 0;
                 for (;;) {
+                    if (ox == span_lo) ox = span_hi; /* done above */
                     int block = ox >= ox_lo && ox + DW_BLOCK <= ox_hi ? DW_BLOCK : 1;
                     if (ox >= k->OW) break;
                     int ix0 = ox * k->sw - k->pl;
@@ -409,7 +436,8 @@ AVX512 static void run_depthwise(const struct nn_kern *k, const float *x, float 
                                 __m512 wv = _mm512_loadu_ps(wp + (size_t)kx * Cp);
                                 const float *p = xp + (ptrdiff_t)kx * C;
                                 for (int j = 0; j < DW_BLOCK; j++)
-                                    a[j] = _mm512_fmadd_ps(load(p + j * step, m), wv, a[j]);
+                                    a[j] =
+                                        _mm512_fmadd_ps(load_pre(k, p + j * step, m, cb), wv, a[j]);
                             }
                         }
                         float *yp = yr + (size_t)ox * C + cb;
@@ -424,7 +452,7 @@ AVX512 static void run_depthwise(const struct nn_kern *k, const float *x, float 
                                     _mm512_loadu_ps(k->w + ((size_t)ky * KW + kx) * Cp + cb);
                                 const float *p =
                                     x + (xr + ((ptrdiff_t)ky * k->W + ix0 + kx) * C + cb);
-                                a = _mm512_fmadd_ps(load(p, m), wv, a);
+                                a = _mm512_fmadd_ps(load_pre(k, p, m, cb), wv, a);
                             }
                         store(yr + (size_t)ox * C + cb, m, activate(a, s, lo, hi));
                     }

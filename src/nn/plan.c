@@ -62,6 +62,8 @@ struct build {
     struct nn_kern **kern_of; /* per step: its kernel, or NULL for a segment */
     int *time;          /* per node: its place in execution order (a kernel's nodes share one) */
     int *tprod, *tlast; /* per tensor: when it is written, when last read (-1: never) */
+    struct nn_kern **kern_at;     /* per node: the kernel that starts there, while planning */
+    int *kern_nodes, *kern_count; /* per node: that kernel's nodes (NN_KERN_MAX_NODES each) */
 };
 
 /* The tensors step s reads from elsewhere and writes for elsewhere, into ext (inputs first). */
@@ -109,13 +111,17 @@ int nn_plan_build(const struct nn_graph *g, const struct nn_shape *shapes, pthre
                       .kern_of = calloc((size_t)N, sizeof(struct nn_kern *)),
                       .time = calloc((size_t)N, sizeof(int)),
                       .tprod = malloc((size_t)T * sizeof(int)),
-                      .tlast = malloc((size_t)T * sizeof(int))};
+                      .tlast = malloc((size_t)T * sizeof(int)),
+                      .kern_at = calloc((size_t)N, sizeof(struct nn_kern *)),
+                      .kern_nodes = calloc((size_t)N * NN_KERN_MAX_NODES, sizeof(int)),
+                      .kern_count = calloc((size_t)N, sizeof(int))};
     char *taken = calloc((size_t)N + 1, 1);
     int *ext = malloc(((size_t)T + 1) * sizeof(int)), *seg = malloc(((size_t)N + 1) * sizeof(int));
     size_t *cap = calloc((size_t)T + 1, sizeof(size_t));
     int *buf_free = calloc((size_t)T + 1, sizeof(int));
     if (!p || !b.step_of || !b.producer || !b.last || !b.readers || !b.kern_of || !b.time ||
-        !b.tprod || !b.tlast || !taken || !ext || !seg || !cap || !buf_free) {
+        !b.tprod || !b.tlast || !b.kern_at || !b.kern_nodes || !b.kern_count || !taken || !ext ||
+        !seg || !cap || !buf_free) {
         rc = fr_fail(err, FR_ENOMEM, "out of memory");
         goto done;
     }
@@ -158,28 +164,31 @@ int nn_plan_build(const struct nn_graph *g, const struct nn_shape *shapes, pthre
     }
 
     /* steps: own kernels where they claim nodes, XNNPACK segments for the runs between */
+    /* first the kernels, in node order (one may take a node before its own, such as the
+     * PReLU that writes a depthwise input), then steps in node order: a kernel where its first
+     * node was, XNNPACK segments for the runs between */
     int use_kern = kernels && !pool && nn_kern_available(), ns = 0, open = -1;
+    for (int n = 0; n < N && use_kern; n++) {
+        if (taken[n]) continue;
+        int c = nn_kern_claim(g, shapes, b.readers, taken, n, &b.kern_at[n],
+                              b.kern_nodes + (size_t)n * NN_KERN_MAX_NODES, &b.kern_count[n]);
+        if (c < 0) {
+            rc = fr_fail(err, c, "out of memory");
+            goto done;
+        }
+        for (int i = 0; i < b.kern_count[n]; i++)
+            taken[b.kern_nodes[(size_t)n * NN_KERN_MAX_NODES + i]] = 1;
+    }
     for (int n = 0; n < N; n++) {
         if (taken[n] == 2) {
             b.step_of[n] = -1;
-            continue;
-        }
-        if (taken[n]) continue; /* fused into an earlier kernel, step_of set there */
-        struct nn_kern *k = NULL;
-        int nodes[NN_KERN_MAX_NODES], count = 0;
-        if (use_kern) {
-            int c = nn_kern_claim(g, shapes, b.readers, taken, n, &k, nodes, &count);
-            if (c < 0) {
-                rc = fr_fail(err, c, "out of memory");
-                goto done;
-            }
-        }
-        if (k) {
-            b.kern_of[ns] = k;
-            for (int i = 0; i < count; i++)
-                taken[nodes[i]] = 1, b.step_of[nodes[i]] = ns;
+        } else if (b.kern_at[n]) {
+            b.kern_of[ns] = b.kern_at[n];
+            b.kern_at[n] = NULL;
+            for (int i = 0; i < b.kern_count[n]; i++)
+                b.step_of[b.kern_nodes[(size_t)n * NN_KERN_MAX_NODES + i]] = ns;
             ns++, open = -1;
-        } else {
+        } else if (!taken[n]) {
             if (open < 0) open = ns++;
             b.step_of[n] = open;
         }
@@ -285,10 +294,13 @@ int nn_plan_build(const struct nn_graph *g, const struct nn_shape *shapes, pthre
             goto done;
         }
 done:
-    for (int s = 0; s < N; s++)
+    for (int s = 0; s < N; s++) {
         if (b.kern_of) nn_kern_free(b.kern_of[s]);
+        if (b.kern_at) nn_kern_free(b.kern_at[s]);
+    }
     free(b.step_of), free(b.producer), free(b.last), free(b.readers), free(b.kern_of);
-    free(b.time), free(b.tprod), free(b.tlast);
+    free(b.time), free(b.tprod), free(b.tlast), free(b.kern_at), free(b.kern_nodes);
+    free(b.kern_count);
     free(taken), free(ext), free(seg), free(cap), free(buf_free);
     if (rc) {
         nn_plan_free(p);
