@@ -32,7 +32,8 @@ struct nn_net {
     int kernels;                 /* plans may use the engine's own kernels */
 };
 
-#define BAND_ROWS 48 /* input rows of a band: activations of a few hundred KB */
+#define BAND_ROWS 96 /* input rows of a band (48 before P-Net's first layer was fused with its
+                        * pool: its 10-channel full-resolution output no longer exists) */
 
 static void entry_clear(struct entry *e)
 {
