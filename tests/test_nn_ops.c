@@ -297,27 +297,32 @@ static void test_narrow(int iter)
     compare(g, what);
 }
 
-/* Depthwise 3x3 (stride 1, pictures at least 8 wide: the blocked path; channels not always a
- * multiple of 16) and global windows (the whole picture, MobileFaceNet's last layer), with the
- * PReLU after them and sometimes the one before them fused in. */
+/* Depthwise 3x3 (stride 1, and stride 2 without padding before: the blocked path; channels not
+ * always a multiple of 16) and global windows (the whole picture, MobileFaceNet's last layer),
+ * with the PReLU after them and sometimes the one before them fused in. */
 static void test_depthwise_kernel(int iter)
 {
     int global = iter % 4 == 3, pre = iter % 2, c = rint_(0, 1) ? 16 * rint_(1, 4) : rint_(1, 40);
+    int stride = !global && iter % 3 == 0 ? 2 : 1;
     int h = rint_(1, 20), w = global ? rint_(1, 20) : rint_(10, 40);
+    enum nn_padding pad = global || rint_(0, 1) ? NN_PAD_VALID : NN_PAD_SAME;
+    if (stride == 2) { /* at least 8 outputs wide; SAME pads only after on even sizes */
+        w = 2 * rint_(9, 20), h = 2 * rint_(2, 10);
+    }
+    if (!global && pad == NN_PAD_VALID && h < 3) pad = NN_PAD_SAME;
     struct nn_graph *g = new_graph(nhwc(rint_(1, 2), h, w, c));
     int x = pre ? prelu_after(g, g->inputs[0], c) : g->inputs[0];
     int wt = add_tensor(g, nhwc(1, global ? h : 3, global ? w : 3, c), 1);
     int b = add_tensor(g, (struct nn_shape){1, {c}}, 1);
     struct nn_node *nd = add_node(g, NN_OP_DEPTHWISE_CONV_2D, x, wt, b);
-    nd->pad = global || rint_(0, 1) ? NN_PAD_VALID : NN_PAD_SAME;
-    if (!global && nd->pad == NN_PAD_VALID && h < 3) nd->pad = NN_PAD_SAME;
+    nd->pad = pad, nd->stride_h = nd->stride_w = stride;
     prelu_after(g, nd->out, c);
     char what[160];
-    snprintf(what, sizeof what, "depthwise kernel #%d in %dx%dx%d %s%s", iter, h, w, c,
+    snprintf(what, sizeof what, "depthwise kernel #%d in %dx%dx%d %s s%d%s", iter, h, w, c,
              global                   ? "global"
              : nd->pad == NN_PAD_SAME ? "3x3 same"
                                       : "3x3 valid",
-             pre ? " after a PReLU" : "");
+             stride, pre ? " after a PReLU" : "");
     expect_claim(g, pre, 2 + pre, what);
     compare(g, what);
 }
@@ -386,7 +391,7 @@ int main(void)
             test_unary(unary[k], i);
     for (int i = 0; i < 60; i++)
         test_narrow(i);
-    for (int i = 0; i < 40; i++)
+    for (int i = 0; i < 60; i++)
         test_depthwise_kernel(i);
     test_fallback();
     return check_done();

@@ -1,10 +1,11 @@
 /* kern.h: the engine's own kernels, for nodes XNNPACK runs slowly at the shapes of these models.
  *
  *   - depthwise convolutions (depth multiplier 1, no dilation) with the PReLU after them, and
- *     the PReLU before them applied as the input is read: MobileFaceNet's 3x3 stride-1 layers
- *     at least 8 pixels wide, which XNNPACK runs between two PReLU passes (56x56x64 with the
- *     PReLU after: 0.096 -> 0.051 ms; 28x28x128: 0.040 -> 0.022; 14x14x256: 0.016 -> 0.012),
- *     and its global 7x7 layer (XNNPACK: 0.049 ms for 25k products);
+ *     the PReLU before them applied as the input is read: MobileFaceNet's 3x3 layers at least
+ *     8 pixels wide, which XNNPACK runs between two PReLU passes (with the PReLU after,
+ *     stride 1: 56x56x64 0.096 -> 0.051 ms, 28x28x128 0.040 -> 0.022, 14x14x256 0.016 ->
+ *     0.012; stride 2: 56x56x128 0.044 -> 0.038), and its global 7x7 layer (XNNPACK: 0.049 ms
+ *     for 25k products);
  *   - convolutions with fewer than 16 output channels (no dilation), with the PReLU and a 2x2
  *     max pool after them fused in, or two of them reading the same input in one pass: P-Net's
  *     first layer (3 -> 10 channels, where XNNPACK's GEMM has 3 products per kernel tap, and
