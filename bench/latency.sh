@@ -9,7 +9,8 @@ photo=${1:?usage: bench/latency.sh PHOTO [REQUESTS]}
 n=${2:-50}
 bin=${FACEREC_BIN:-build/facerec}
 tmp=$(mktemp -d)
-port=$((20000 + RANDOM % 30000))
+. "$(dirname "$0")/../tests/ports.sh"
+port=$(free_port)
 DATA_DIR=$tmp/data HOST=127.0.0.1 PORT=$port WORKERS=${WORKERS:-1} "$bin" serve 2>"$tmp/log" &
 server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$tmp"' EXIT

@@ -3,7 +3,8 @@
 # the settings that point facerec at it. Needs $tmp; appends to the array emulator_pids.
 emu_bin=$(dirname "${BASH_SOURCE[0]}")/emulators/node_modules/.bin
 if [ ! -x "$emu_bin/fauxqs" ]; then echo "SKIP: fauxqs not installed (make emulators)"; exit 77; fi
-emu_port=$((20000 + RANDOM % 30000))
+. "$(dirname "${BASH_SOURCE[0]}")/ports.sh"
+emu_port=$(free_port)
 FAUXQS_PORT=$emu_port FAUXQS_HOST=127.0.0.1 FAUXQS_LOGGER=false node "$emu_bin/fauxqs" >"$tmp/fauxqs.log" 2>&1 &
 emulator_pids+=($!)
 emulator_direct=http://127.0.0.1:$emu_port

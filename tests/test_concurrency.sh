@@ -13,7 +13,8 @@ tmp=$(mktemp -d)
 emulator_pids=()
 trap 'kill "${emulator_pids[@]}" 2>/dev/null; rm -rf "$tmp"' EXIT
 if [ "${FACEREC_TEST_BACKEND:-}" = aws ]; then . "$(dirname "$0")/emulator.sh"; fi
-port=$((20000 + RANDOM % 30000))
+. "$(dirname "$0")/ports.sh"
+port=$(free_port)
 export DATA_DIR=$tmp/data HOST=127.0.0.1 PORT=$port WORKERS=2 MAX_WAIT_SECONDS=60 FACEREC_MODELS=$models
 "$bin" serve 2>"$tmp/serve.log" &
 server=$!

@@ -8,7 +8,8 @@ test_bin=${FACEREC_BUILD:-build}/tests/test_store
 [ -x "$emu/s3rver" ] || { echo "SKIP: s3rver not installed (make emulators)"; exit 77; }
 [ -x "$test_bin" ] || { echo "SKIP: $test_bin not built"; exit 77; }
 tmp=$(mktemp -d)
-port=$((20000 + RANDOM % 30000))
+. "$(dirname "$0")/ports.sh"
+port=$(free_port)
 node "$emu/s3rver" -d "$tmp/s3" -a 127.0.0.1 -p "$port" --silent --no-vhost-buckets >"$tmp/s3rver.log" 2>&1 &
 pids=($!)
 trap 'kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"' EXIT
