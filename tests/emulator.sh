@@ -10,7 +10,7 @@ emulator_pids+=($!)
 emulator_direct=http://127.0.0.1:$emu_port
 export AWS_ENDPOINT_URL=$emulator_direct
 if [ -f ../shared/tools/sigv4-proxy.js ]; then
-    node ../shared/tools/sigv4-proxy.js $((emu_port + 1)) "$emulator_direct" test test >"$tmp/proxy.log" 2>&1 &
+    run_proxy $((emu_port + 1)) "$emulator_direct" test test "$tmp/proxy.log"
     emulator_pids+=($!)
     export AWS_ENDPOINT_URL=http://127.0.0.1:$((emu_port + 1))
 else

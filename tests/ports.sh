@@ -11,3 +11,19 @@ free_port() {
     done
     return 1
 }
+
+# run_proxy LISTEN_PORT UPSTREAM KEY SECRET LOG: the shared SigV4-verifying proxy, restarted when
+# it exits (killing the loop stops the proxy too): it crashes (ERR_HTTP_HEADERS_SENT) when a client drops a connection mid-response,
+# and the clients under test retry. Runs in the background: $! is the loop.
+run_proxy() {
+    (
+        child=
+        trap 'kill $child 2>/dev/null; exit 0' TERM
+        while :; do
+            node ../shared/tools/sigv4-proxy.js "$1" "$2" "$3" "$4" >>"$5" 2>&1 &
+            child=$!
+            wait $child
+            sleep 0.05
+        done
+    ) &
+}

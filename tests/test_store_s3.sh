@@ -17,7 +17,7 @@ endpoint=http://127.0.0.1:$port
 proxy=../shared/tools/sigv4-proxy.js
 if [ -f "$proxy" ]; then
     pport=$((port + 1))
-    node "$proxy" "$pport" "$endpoint" S3RVER S3RVER >"$tmp/proxy.log" 2>&1 &
+    run_proxy "$pport" "$endpoint" S3RVER S3RVER "$tmp/proxy.log"
     pids+=($!)
     endpoint=http://127.0.0.1:$pport
 else
