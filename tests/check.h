@@ -36,6 +36,23 @@ static inline int check_done(void)
     return check_failed ? 1 : 0;
 }
 
+/* The whole file at path (caller frees), its size in *len; NULL when it cannot be read. */
+static inline void *check_read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    long n = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
+    void *b = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    rewind(f);
+    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
+        free(b);
+        b = NULL;
+    }
+    fclose(f);
+    *len = b ? (size_t)n : 0;
+    return b;
+}
+
 /* Ends the program as skipped, saying why (e.g. "../shared/golden is absent"). */
 static inline int check_skip(const char *why)
 {

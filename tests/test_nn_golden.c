@@ -12,20 +12,11 @@
 
 #define GOLDEN "../shared/golden"
 
+/* A float32 file and its number of values. */
 static float *read_all(const char *path, size_t *n)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long sz = ftell(f);
-    rewind(f);
-    float *buf = malloc((size_t)sz);
-    if (buf && fread(buf, 1, (size_t)sz, f) != (size_t)sz) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    *n = (size_t)sz / sizeof(float);
+    float *buf = check_read_file(path, n);
+    *n /= sizeof(float);
     return buf;
 }
 

@@ -20,23 +20,6 @@ static uint32_t rnd(void)
     return (uint32_t)(rng >> 11);
 }
 
-static uint8_t *read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    rewind(f);
-    uint8_t *b = malloc((size_t)n);
-    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
-        free(b);
-        b = NULL;
-    }
-    fclose(f);
-    *len = (size_t)n;
-    return b;
-}
-
 static int parses, rejects, runs;
 
 /* Parses buf; a graph that parses is also run once on XNNPACK at its declared input shape when
@@ -70,7 +53,7 @@ static void try_bytes(const uint8_t *buf, size_t len, int run)
 static void mutate_model(const char *path, int flips, int run)
 {
     size_t len;
-    uint8_t *orig = read_file(path, &len);
+    uint8_t *orig = check_read_file(path, &len);
     CHECK_MSG(orig != NULL, "%s unreadable", path);
     if (!orig) return;
     uint8_t *buf = malloc(len);
@@ -123,7 +106,7 @@ static size_t deref(const uint8_t *b, size_t pos)
 static void test_unsupported_op(const char *path)
 {
     size_t len;
-    uint8_t *b = read_file(path, &len);
+    uint8_t *b = check_read_file(path, &len);
     if (!b) return;
     size_t model = deref(b, 0);
     size_t codes = deref(b, field_pos(b, model, 1));

@@ -155,7 +155,7 @@ int cli_serve(int argc, char **argv)
     api_stop(a);
     for (int i = 0; i < n; i++)
         if (pool[i] > 0) kill(pool[i], SIGTERM);
-    time_t grace_end = time(NULL) + c.job_timeout_seconds + 5;
+    time_t grace_end = time(NULL) + c.job_timeout_seconds + c.sqs_wait_time_seconds + 5;
     int left = n;
     while (left > 0 && time(NULL) < grace_end) {
         pid_t pid = waitpid(-1, NULL, WNOHANG);

@@ -40,6 +40,7 @@ struct api {
      * of the stored gallery (within this API process; see README on several API hosts). */
     pthread_mutex_t enrol_lock;
     struct recognizer *rec; /* loaded on first enrolment */
+    struct people_cache people; /* the stored gallery, re-read only when its version changes */
 };
 
 enum route {
@@ -348,6 +349,22 @@ static enum MHD_Result send_people(struct MHD_Connection *c, unsigned code, cons
     return ok;
 }
 
+/* Stores the cached gallery after a change (caller holds enrol_lock). On success the cache
+ * takes the stored version, so it is not read back; on failure the cache is dropped, so that
+ * the next request starts again from what is stored. */
+static int save_people(struct api *a, struct handles *h, char err[FR_ERR_LEN])
+{
+    int rc = people_save(h->store, &a->cfg, a->people.g, err);
+    if (!rc) {
+        char why[FR_ERR_LEN];
+        if (store_version(h->store, a->cfg.s3_out_bucket, PEOPLE_KEY, a->people.ver, why))
+            a->people.ver[0] = 0; /* unknown: the next refresh reads it back */
+    } else {
+        people_cache_free(&a->people);
+    }
+    return rc;
+}
+
 static enum MHD_Result do_people(struct api *a, struct MHD_Connection *c, struct request *rq,
                                  const char *url)
 {
@@ -364,10 +381,9 @@ static enum MHD_Result do_people(struct api *a, struct MHD_Connection *c, struct
     struct handles *h = handles_get(a, err);
     if (!h) return send_error(c, 503, "storage unavailable");
     pthread_mutex_lock(&a->enrol_lock);
-    struct gallery *g = NULL;
-    char ver[64];
     enum MHD_Result ok;
-    int rc = people_load(h->store, &a->cfg, &g, ver, err);
+    int rc = people_refresh(&a->people, h->store, &a->cfg, 0, err);
+    struct gallery *g = a->people.g;
     if (rc) {
         snprintf(msg, sizeof msg, "gallery unavailable: %s", err);
         ok = send_error(c, 503, msg);
@@ -376,7 +392,7 @@ static enum MHD_Result do_people(struct api *a, struct MHD_Connection *c, struct
     } else if (rq->route == R_UNENROL) {
         if (gallery_remove(g, name) == FR_ENOTFOUND) {
             ok = send_error(c, 404, "no such person");
-        } else if (people_save(h->store, &a->cfg, g, err)) {
+        } else if (save_people(a, h, err)) {
             log_error(NULL, "storing the gallery: %s", err);
             ok = send_error(c, 503, "could not store the gallery");
         } else {
@@ -422,13 +438,11 @@ static enum MHD_Result do_people(struct api *a, struct MHD_Connection *c, struct
             snprintf(msg, sizeof msg, "no usable face in the %d photo%s", rq->nphotos,
                      rq->nphotos == 1 ? "" : "s");
             ok = send_error(c, 400, msg);
-        } else if (people_save(h->store, &a->cfg, g, err)) {
+        } else if (save_people(a, h, err)) {
             log_error(NULL, "storing the gallery: %s", err);
             ok = send_error(c, 503, "could not store the gallery");
         } else {
-            int examples = 0;
-            for (int i = 0; i < gallery_people(g); i++)
-                if (!strcmp(gallery_person(g, i, &examples), name)) break;
+            int examples = gallery_examples_of(a->people.g, name);
             struct buf b;
             buf_init(&b, 2 << 20);
             buf_append(&b, "{\"name\":", 8);
@@ -443,7 +457,6 @@ static enum MHD_Result do_people(struct api *a, struct MHD_Connection *c, struct
     }
 done:
     pthread_mutex_unlock(&a->enrol_lock);
-    gallery_free(g);
     handles_put(a, h);
     return ok;
 }
@@ -582,6 +595,7 @@ void api_stop(struct api *a)
         free(h);
     }
     recognizer_close(a->rec);
+    people_cache_free(&a->people);
     pthread_mutex_destroy(&a->enrol_lock);
     pthread_mutex_destroy(&a->lock);
     free(a);

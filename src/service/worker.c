@@ -153,7 +153,11 @@ int worker_run(const struct config *c, volatile sig_atomic_t *stop, char err[FR_
     int backoff_ms = 100;
     while (!rc && !*stop) {
         struct queue_msg m;
-        int wait = c->sqs_wait_time_seconds > 1 ? 1 : c->sqs_wait_time_seconds; /* see *stop */
+        /* The embedded queue wakes a receive the moment a job arrives, so a 1 s wait costs
+         * nothing and lets a stop be seen within a second; on SQS every wait is a request, so
+         * the configured long poll is kept (a stop then waits for the poll to end). */
+        int wait = c->sqs_wait_time_seconds;
+        if (!strcmp(c->backend, "embedded") && wait > 1) wait = 1;
         int r = queue_receive(w.queue, wait, c->sqs_visibility_timeout_seconds, &m, err);
         if (r == FR_ETIMEOUT) continue;
         if (r) {
