@@ -17,12 +17,14 @@ static const struct command commands[] = {
     {"serve", cli_serve, "the service on one machine: HTTP API, embedded queue and store, workers"},
     {"api", cli_api, "the HTTP API alone (workers run elsewhere)"},
     {"worker", cli_worker, "one worker process"},
+    {"autoscale", cli_autoscale, "start and stop workers on the queue's depth (process or command driver)"},
     {"queue", cli_queue, "the configured job queue by hand (queue send BODY, queue counts)"},
     {"nn", cli_nn, "inspect and run a TFLite model (nn info MODEL, nn run MODEL ...)"},
     {"detect", cli_detect, "find faces in images: boxes, scores, landmarks (JSON)"},
     {"embed", cli_detect, "detect, then a 192-value embedding per face (JSON)"},
     {"enroll", cli_enroll, "add people to a gallery file from a folder of photos"},
     {"identify", cli_identify, "name the faces in images against a gallery file (JSON)"},
+    {"loadtest", cli_loadtest, "load a running service with uploads; success rate, latency percentiles"},
     {"bench", cli_bench, "benchmarks (bench nn, bench pipeline)"},
 };
 

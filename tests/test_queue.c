@@ -37,6 +37,8 @@ static void test_basic(void)
     CHECK(queue_counts(q, &c, err) == 0 && c.waiting == 1 && c.in_flight == 0);
     CHECK(queue_receive(q, 0, 1, &m, err) == 0 && !strcmp(m.body, "job-1_photo.jpg"));
     CHECK(m.receive_count == 1);
+    CHECK_MSG(m.sent_ms > (long long)time(NULL) * 1000 - 60000 && m.sent_ms <= (long long)time(NULL) * 1000 + 60000,
+              "sent_ms %lld is not about now", m.sent_ms);
     CHECK(queue_counts(q, &c, err) == 0 && c.waiting == 0 && c.in_flight == 1);
     /* hidden while in flight */
     CHECK(queue_receive(q, 0, 1, &m2, err) == FR_ETIMEOUT);

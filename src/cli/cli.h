@@ -11,7 +11,9 @@ int cli_identify(int argc, char **argv); /* facerec identify --gallery FILE IMAG
 int cli_serve(int argc, char **argv);  /* facerec serve: API + worker pool */
 int cli_api(int argc, char **argv);    /* facerec api */
 int cli_worker(int argc, char **argv); /* facerec worker */
+int cli_autoscale(int argc, char **argv); /* facerec autoscale */
 int cli_queue(int argc, char **argv);  /* facerec queue send|counts */
+int cli_loadtest(int argc, char **argv); /* facerec loadtest URL ... IMAGE... */
 
 /* $FACEREC_MODELS or "models". */
 const char *cli_models_dir(void);

@@ -231,20 +231,16 @@ static int bench_pipeline(int argc, char **argv)
     int status = 0;
     if (json) printf("{\"threads\":%d,\"photos\":[", ro.threads);
     for (int i = first; i < argc && !status; i++) {
-        FILE *f = fopen(argv[i], "rb");
-        uint8_t *bytes = NULL;
-        long len = -1;
-        if (f && fseek(f, 0, SEEK_END) == 0 && (len = ftell(f)) > 0 && len < (64L << 20)) {
-            rewind(f);
-            bytes = malloc((size_t)len);
-            if (bytes && fread(bytes, 1, (size_t)len, f) != (size_t)len) len = -1;
-        }
-        if (f) fclose(f);
-        if (!bytes || len <= 0) {
-            free(bytes);
-            status = cli_error("%s: cannot read", argv[i]);
+        struct buf file;
+        buf_init(&file, 64u << 20);
+        int unread = buf_read_file(&file, argv[i], err);
+        if (unread || file.len == 0) {
+            status = unread ? cli_error("%s", err) : cli_error("%s: empty file", argv[i]);
+            buf_free(&file);
             break;
         }
+        const uint8_t *bytes = (const uint8_t *)file.data;
+        long len = (long)file.len;
         double *t = calloc((size_t)repeat * 4, sizeof *t);
         int faces = 0, w = 0, h = 0;
         for (int it = -2; it < repeat && !status; it++) {
@@ -280,7 +276,7 @@ static int bench_pipeline(int argc, char **argv)
                        repeat);
         }
         free(t);
-        free(bytes);
+        buf_free(&file);
     }
     if (json && !status) printf("]}\n");
     recognizer_close(r);

@@ -1,13 +1,14 @@
-/* cli_service.c: `facerec serve`, `facerec api`, `facerec worker`.
+/* cli_service.c: `facerec serve`, `api`, `worker`, `autoscale`, `queue`.
  *
- * serve runs the API in this process and WORKERS worker processes under it: a worker that dies
- * is replaced (and its death logged); SIGTERM or SIGINT stops the API, asks the workers to finish
- * their current job (SIGTERM) and kills those still running after the grace period. */
+ * serve runs the API in this process and the autoscaler as a child process, which starts the
+ * workers (autoscale.h); an autoscaler that dies is restarted. SIGTERM or SIGINT stops the API,
+ * then the autoscaler, which lets its workers finish their current job. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -15,11 +16,11 @@
 #include "cli/cli.h"
 #include "queue/queue.h"
 #include "service/api.h"
+#include "service/autoscale.h"
 #include "service/log.h"
+#include "service/metrics.h"
 #include "service/worker.h"
 #include "util/config.h"
-
-#define MAX_POOL 256
 
 static volatile sig_atomic_t stop_requested;
 
@@ -94,16 +95,32 @@ int cli_api(int argc, char **argv)
     return 0;
 }
 
-/* Starts `facerec worker` as a child: a fresh exec rather than a bare fork, because replacements
- * are forked while the API's threads run, and only a new program image is safe from whatever
- * locks those threads held. The worker reads the same environment. */
-static pid_t spawn_worker(void)
+int cli_autoscale(int argc, char **argv)
 {
+    int u = usage("autoscale", argc, argv);
+    if (u >= 0) return u;
+    struct config c;
+    if (load_config(&c)) return 1;
+    install_handlers();
+    char err[FR_ERR_LEN];
+    if (autoscale_run(&c, &stop_requested, err)) {
+        log_error(NULL, "autoscaler cannot run: %s", err);
+        return 1;
+    }
+    return 0;
+}
+
+/* Starts `facerec autoscale` as a child: a fresh exec, because the API's threads are running and
+ * the autoscaler forks workers from itself, which only a single-threaded process may do. */
+static pid_t spawn_autoscaler(void)
+{
+    fflush(NULL);
     pid_t pid = fork();
     if (pid != 0) return pid; /* parent, or -1 */
-    char *args[] = {"facerec", "worker", NULL};
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    char *args[] = {"facerec", "autoscale", NULL};
     execv("/proc/self/exe", args);
-    log_error(NULL, "cannot start a worker: exec failed");
+    log_error(NULL, "cannot start the autoscaler: exec failed");
     _exit(127);
 }
 
@@ -115,57 +132,48 @@ int cli_serve(int argc, char **argv)
     if (load_config(&c)) return 1;
     install_handlers();
     char err[FR_ERR_LEN];
-    int n = c.workers < MAX_POOL ? c.workers : MAX_POOL;
-    pid_t pool[MAX_POOL] = {0};
-    for (int i = 0; i < n; i++)
-        pool[i] = spawn_worker();
+    if (metrics_create(err)) return cli_error("%s", err);
+    pid_t scaler = spawn_autoscaler();
+    if (scaler < 0) return cli_error("cannot start the autoscaler");
     struct api *a;
     if (api_start(&c, &a, err)) {
-        for (int i = 0; i < n; i++)
-            if (pool[i] > 0) kill(pool[i], SIGTERM);
+        kill(scaler, SIGTERM);
         while (wait(NULL) > 0) {}
         return cli_error("%s", err);
     }
-    log_info(NULL, "serving on http://%s:%d with %d worker%s (%s backend, data in %s)", c.host,
-             c.port, n, n == 1 ? "" : "s", c.backend, c.data_dir);
-    int restarts_in_a_row = 0;
+    if (c.workers > 0)
+        log_info(NULL, "serving on http://%s:%d with %d worker%s (%s backend, data in %s)", c.host,
+                 c.port, c.workers, c.workers == 1 ? "" : "s", c.backend, c.data_dir);
+    else
+        log_info(NULL, "serving on http://%s:%d with %d..%d workers on demand (%s backend, data in %s)",
+                 c.host, c.port, c.min_workers, c.max_workers, c.backend, c.data_dir);
+    int pause_s = 1;
     while (!stop_requested) {
         int status;
-        pid_t pid = waitpid(-1, &status, WNOHANG);
-        if (pid > 0) {
-            for (int i = 0; i < n; i++)
-                if (pool[i] == pid) {
-                    if (WIFSIGNALED(status))
-                        log_error(NULL, "worker %ld killed by signal %d; replacing it", (long)pid,
-                                  WTERMSIG(status));
-                    else
-                        log_error(NULL, "worker %ld exited with status %d; replacing it", (long)pid,
-                                  WEXITSTATUS(status));
-                    /* a worker that cannot start at all would loop: slow down */
-                    if (++restarts_in_a_row > 3) sleep(1);
-                    pool[i] = spawn_worker();
-                }
+        if (waitpid(scaler, &status, WNOHANG) == scaler) {
+            log_error(NULL, "the autoscaler stopped (%s %d); restarting it in %d s",
+                      WIFSIGNALED(status) ? "signal" : "status",
+                      WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status), pause_s);
+            for (int i = 0; i < pause_s * 10 && !stop_requested; i++)
+                usleep(100 * 1000);
+            if (pause_s < 30) pause_s *= 2;
+            scaler = spawn_autoscaler();
             continue;
         }
-        if (restarts_in_a_row > 0) restarts_in_a_row--;
         struct timespec ts = {0, 100 * 1000000L};
         nanosleep(&ts, NULL);
     }
     log_info(NULL, "stopping: API first, then workers after their current job");
     api_stop(a);
-    for (int i = 0; i < n; i++)
-        if (pool[i] > 0) kill(pool[i], SIGTERM);
-    time_t grace_end = time(NULL) + c.job_timeout_seconds + c.sqs_wait_time_seconds + 5;
-    int left = n;
-    while (left > 0 && time(NULL) < grace_end) {
-        pid_t pid = waitpid(-1, NULL, WNOHANG);
-        if (pid > 0) left--;
-        else if (pid < 0 && errno == ECHILD) break;
-        else usleep(50 * 1000);
+    if (scaler > 0) kill(scaler, SIGTERM);
+    /* the autoscaler drains its workers within their grace period; a little more for it */
+    time_t grace_end = time(NULL) + c.job_timeout_seconds + c.sqs_wait_time_seconds + 10;
+    while (scaler > 0 && time(NULL) < grace_end && waitpid(scaler, NULL, WNOHANG) == 0)
+        usleep(50 * 1000);
+    if (scaler > 0 && waitpid(scaler, NULL, WNOHANG) == 0) {
+        kill(scaler, SIGKILL); /* its workers get SIGTERM from their parent-death signal */
+        waitpid(scaler, NULL, 0);
     }
-    for (int i = 0; i < n && left > 0; i++)
-        if (pool[i] > 0) kill(pool[i], SIGKILL);
-    while (wait(NULL) > 0) {}
     log_info(NULL, "stopped");
     return 0;
 }

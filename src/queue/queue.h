@@ -17,6 +17,7 @@ struct queue_msg {
     char body[QUEUE_BODY_MAX + 1];
     char receipt[QUEUE_RECEIPT_MAX + 1]; /* names this receive; stale after a re-receive */
     int receive_count;                   /* including this receive */
+    long long sent_ms;                   /* wall-clock ms when first sent; 0 when unknown */
 };
 
 struct queue_counts {

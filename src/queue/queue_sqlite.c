@@ -92,6 +92,7 @@ static int try_claim(struct sq *q, int visibility_s, struct queue_msg *m, char *
             const unsigned char *body = sqlite3_column_text(q->claim, 0);
             snprintf(m->body, sizeof m->body, "%s", body ? (const char *)body : "");
             m->receive_count = sqlite3_column_int(q->claim, 1);
+            m->sent_ms = sqlite3_column_int64(q->claim, 2);
             snprintf(m->receipt, sizeof m->receipt, "%s", receipt);
             sqlite3_reset(q->claim);
             return 1;
@@ -243,7 +244,7 @@ int queue_sqlite_open(const struct config *c, const struct queue_ops **ops, void
         {&q->peek, "SELECT id FROM messages WHERE queue=?1 AND visible_at<=?2 "
                    "ORDER BY visible_at, id LIMIT 1"},
         {&q->claim, "UPDATE messages SET visible_at=?1, receipt=?2, receives=receives+1 "
-                    "WHERE id=?3 AND visible_at<=?4 RETURNING body, receives"},
+                    "WHERE id=?3 AND visible_at<=?4 RETURNING body, receives, sent_at"},
         {&q->insert, "INSERT INTO messages(queue, body, visible_at, sent_at) VALUES(?1,?2,?3,?4)"},
         {&q->del, "DELETE FROM messages WHERE receipt=?1"},
         {&q->retry, "UPDATE messages SET visible_at=?1, receipt=NULL WHERE receipt=?2"},

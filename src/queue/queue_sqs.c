@@ -88,11 +88,12 @@ static int sqs_receive(void *impl, int wait_s, int visibility_s, struct queue_ms
     struct sqs *q = impl;
     json_t *resp;
     int rc = call(q, "ReceiveMessage",
-                  json_pack("{s:s,s:i,s:i,s:i,s:[s],s:[s]}", "QueueUrl", q->url,
+                  json_pack("{s:s,s:i,s:i,s:i,s:[s,s],s:[s,s]}", "QueueUrl", q->url,
                             "MaxNumberOfMessages", 1, "WaitTimeSeconds", wait_s,
                             "VisibilityTimeout", visibility_s, "AttributeNames",
-                            "ApproximateReceiveCount", "MessageSystemAttributeNames",
-                            "ApproximateReceiveCount"),
+                            "ApproximateReceiveCount", "SentTimestamp",
+                            "MessageSystemAttributeNames", "ApproximateReceiveCount",
+                            "SentTimestamp"),
                   &resp, err);
     if (rc) return rc;
     json_t *msgs = json_object_get(resp, "Messages");
@@ -103,8 +104,9 @@ static int sqs_receive(void *impl, int wait_s, int visibility_s, struct queue_ms
     }
     const char *body = json_string_value(json_object_get(msg, "Body"));
     const char *receipt = json_string_value(json_object_get(msg, "ReceiptHandle"));
-    const char *count = json_string_value(
-        json_object_get(json_object_get(msg, "Attributes"), "ApproximateReceiveCount"));
+    json_t *attrs = json_object_get(msg, "Attributes");
+    const char *count = json_string_value(json_object_get(attrs, "ApproximateReceiveCount"));
+    const char *sent = json_string_value(json_object_get(attrs, "SentTimestamp"));
     if (!body || !receipt || strlen(receipt) > QUEUE_RECEIPT_MAX) {
         json_decref(resp);
         return fr_fail(err, FR_EBACKEND, "SQS ReceiveMessage: malformed message");
@@ -114,6 +116,8 @@ static int sqs_receive(void *impl, int wait_s, int visibility_s, struct queue_ms
     snprintf(m->receipt, sizeof m->receipt, "%s", receipt);
     m->receive_count = count ? atoi(count) : 1;
     if (m->receive_count < 1) m->receive_count = 1;
+    m->sent_ms = sent ? strtoll(sent, NULL, 10) : 0;
+    if (m->sent_ms < 0) m->sent_ms = 0;
     json_decref(resp);
     return 0;
 }

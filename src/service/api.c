@@ -13,6 +13,7 @@
 #include "queue/queue.h"
 #include "service/job.h"
 #include "service/log.h"
+#include "service/metrics.h"
 #include "service/people.h"
 #include "vision/pipeline.h"
 #include "store/store.h"
@@ -44,7 +45,8 @@ struct api {
 };
 
 enum route {
-    R_NONE, R_UPLOAD, R_STATUS, R_HEALTH, R_PEOPLE, R_ENROL, R_UNENROL, R_NOT_FOUND, R_BAD_METHOD
+    R_NONE, R_UPLOAD, R_STATUS, R_HEALTH, R_METRICS, R_PEOPLE, R_ENROL, R_UNENROL, R_NOT_FOUND,
+    R_BAD_METHOD
 };
 
 struct photo {
@@ -98,18 +100,24 @@ static void handles_put(struct api *a, struct handles *h)
 
 /* ---- responses ---- */
 
-static enum MHD_Result send_body(struct MHD_Connection *c, unsigned code, const char *body,
-                                 size_t len, const char *allow)
+static enum MHD_Result send_typed(struct MHD_Connection *c, unsigned code, const char *type,
+                                  const char *body, size_t len, const char *allow)
 {
     struct MHD_Response *r =
         MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
     if (!r) return MHD_NO;
-    MHD_add_response_header(r, "Content-Type", "application/json");
+    MHD_add_response_header(r, "Content-Type", type);
     MHD_add_response_header(r, "Cache-Control", "no-store");
     if (allow) MHD_add_response_header(r, "Allow", allow);
     enum MHD_Result ok = MHD_queue_response(c, code, r);
     MHD_destroy_response(r);
     return ok;
+}
+
+static enum MHD_Result send_body(struct MHD_Connection *c, unsigned code, const char *body,
+                                 size_t len, const char *allow)
+{
+    return send_typed(c, code, "application/json", body, len, allow);
 }
 
 static enum MHD_Result send_error(struct MHD_Connection *c, unsigned code, const char *msg)
@@ -136,6 +144,7 @@ static enum route route_of(const char *method, const char *url, char *allow, siz
     } routes[] = {
         {"/", 1, "POST", R_UPLOAD},
         {"/health", 1, "GET", R_HEALTH},
+        {"/metrics", 1, "GET", R_METRICS},
         {"/status/", 0, "GET", R_STATUS},
         {"/people", 1, "GET", R_PEOPLE},
         {"/people/", 0, "POST", R_ENROL},
@@ -249,7 +258,9 @@ static enum MHD_Result finish_upload(struct api *a, struct MHD_Connection *c, st
     handles_put(a, h);
     if (result) {
         enum MHD_Result ok = send_body(c, 200, (const char *)result, len, NULL);
-        log_info(id, "answered in %.1f ms", now_ms() - t0);
+        double took = now_ms() - t0;
+        metrics_observe(MH_ANSWER, took / 1e3);
+        log_info(id, "answered in %.1f ms", took);
         free(result);
         return ok;
     }
@@ -313,6 +324,26 @@ static enum MHD_Result do_health(struct api *a, struct MHD_Connection *c)
                      "\"dead\":%ld}}\n",
                      qc.waiting, qc.in_flight, qc.delayed, qc.dead);
     return send_body(c, 200, body, (size_t)n, NULL);
+}
+
+static enum MHD_Result do_metrics(struct api *a, struct MHD_Connection *c)
+{
+    char err[FR_ERR_LEN];
+    long q[4] = {-1, -1, -1, -1}; /* left out when the queue cannot be read */
+    struct handles *h = handles_get(a, err);
+    struct queue_counts qc;
+    if (h && queue_counts(h->queue, &qc, err) == 0) {
+        q[0] = qc.waiting, q[1] = qc.in_flight, q[2] = qc.delayed, q[3] = qc.dead;
+    }
+    handles_put(a, h);
+    struct buf b;
+    buf_init(&b, 1 << 20);
+    metrics_print(&b, q);
+    enum MHD_Result ok = b.err ? send_error(c, 500, "metrics too large")
+                               : send_typed(c, 200, "text/plain; version=0.0.4; charset=utf-8",
+                                            b.data, b.len, NULL);
+    buf_free(&b);
+    return ok;
 }
 
 /* ---- people ---- */
@@ -515,6 +546,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     case R_UPLOAD: return finish_upload(a, c, rq);
     case R_STATUS: return do_status(a, c, url + strlen("/status/"));
     case R_HEALTH: return do_health(a, c);
+    case R_METRICS: return do_metrics(a, c);
     case R_PEOPLE:
     case R_ENROL:
     case R_UNENROL: return do_people(a, c, rq, url);
@@ -537,9 +569,19 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 static void on_completed(void *cls, struct MHD_Connection *c, void **state,
                          enum MHD_RequestTerminationCode code)
 {
-    (void)cls, (void)c, (void)code;
+    (void)cls, (void)code;
     struct request *rq = *state;
     if (!rq) return;
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_HTTP_STATUS);
+    if (info && info->http_status) {
+        static const enum metrics_route by_route[] = {
+            [R_NONE] = MR_OTHER, [R_UPLOAD] = MR_UPLOAD, [R_STATUS] = MR_STATUS, [R_HEALTH] = MR_HEALTH,
+            [R_METRICS] = MR_METRICS, [R_PEOPLE] = MR_PEOPLE, [R_ENROL] = MR_PEOPLE,
+            [R_UNENROL] = MR_PEOPLE, [R_NOT_FOUND] = MR_OTHER, [R_BAD_METHOD] = MR_OTHER};
+        metrics_request(rq->route < sizeof by_route / sizeof *by_route ? by_route[rq->route] : MR_OTHER,
+                        (int)info->http_status);
+    }
     if (rq->pp) MHD_destroy_post_processor(rq->pp);
     buf_free(&rq->file);
     for (int i = 0; i < rq->nphotos; i++)
@@ -554,6 +596,10 @@ int api_start(const struct config *c, struct api **out, char err[FR_ERR_LEN])
     struct api *a = calloc(1, sizeof *a);
     if (!a) return fr_fail(err, FR_ENOMEM, "out of memory");
     a->cfg = *c;
+    if (metrics_attach(err)) {
+        free(a);
+        return FR_ENOMEM;
+    }
     pthread_mutex_init(&a->lock, NULL);
     pthread_mutex_init(&a->enrol_lock, NULL);
     /* fail early when the backends are unreachable */

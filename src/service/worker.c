@@ -10,6 +10,7 @@
 #include "queue/queue.h"
 #include "service/job.h"
 #include "service/log.h"
+#include "service/metrics.h"
 #include "service/people.h"
 #include "store/store.h"
 #include "util/buf.h"
@@ -22,6 +23,13 @@ struct worker {
     struct recognizer *rec;
     struct people_cache people;
 };
+
+static long long wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 /* Writes {"job_id","status":"error","error"} as the job's output. */
 static int write_error(struct worker *w, const char *id, const char *msg)
@@ -44,6 +52,13 @@ static void finish(struct worker *w, const char *id, const struct queue_msg *m)
     if (queue_delete(w->queue, m->receipt, err)) log_warn(id, "deleting the message: %s", err);
 }
 
+/* Writes the error result of a job that cannot succeed, then deletes its message. */
+static void fail(struct worker *w, const char *id, const struct queue_msg *m, const char *msg)
+{
+    metrics_job(MJ_FAILED);
+    if (write_error(w, id, msg) == 0) finish(w, id, m);
+}
+
 /* Gives the job back to the queue for a later try, or dead-letters it when it has had enough. */
 static void give_back(struct worker *w, const char *id, const struct queue_msg *m, const char *why)
 {
@@ -52,11 +67,13 @@ static void give_back(struct worker *w, const char *id, const struct queue_msg *
         snprintf(msg, sizeof msg, "failed after %d attempts: %s", m->receive_count, why);
         if (write_error(w, id, msg) == 0 && queue_dead_letter(w->queue, m, err) != 0)
             log_warn(id, "dead-lettering: %s", err);
+        metrics_job(MJ_DEAD_LETTERED);
         log_error(id, "dead-lettered after %d receives: %s", m->receive_count, why);
         return;
     }
     int backoff = 1 << (m->receive_count - 1 < 6 ? m->receive_count - 1 : 6); /* 1, 2, 4 .. 64 s */
     if (queue_retry(w->queue, m->receipt, backoff, err)) log_warn(id, "retry: %s", err);
+    metrics_job(MJ_RETRIED);
     log_warn(id, "attempt %d failed (%s); again in %d s", m->receive_count, why, backoff);
 }
 
@@ -65,6 +82,7 @@ static void run_job(struct worker *w, const struct queue_msg *m)
     char id[JOB_ID_LEN + 1], name[JOB_FILENAME_MAX + 1], err[FR_ERR_LEN], msg[FR_ERR_LEN + 64];
     if (job_parse_body(m->body, id, name)) {
         log_error(NULL, "poison message deleted: body is not {job_id}_{filename}");
+        metrics_job(MJ_POISON);
         finish(w, NULL, m);
         return;
     }
@@ -79,7 +97,7 @@ static void run_job(struct worker *w, const struct queue_msg *m)
     int rc = store_get(w->store, w->cfg->s3_in_bucket, m->body, cap, &bytes, &len, err);
     if (rc == FR_ENOTFOUND || rc == FR_ETOOBIG) {
         snprintf(msg, sizeof msg, "input object %s", rc == FR_ENOTFOUND ? "is missing" : "is too large");
-        if (write_error(w, id, msg) == 0) finish(w, id, m);
+        fail(w, id, m, msg);
         log_error(id, "%s", msg);
         return;
     }
@@ -94,7 +112,7 @@ static void run_job(struct worker *w, const struct queue_msg *m)
     free(bytes);
     if (rc) {
         snprintf(msg, sizeof msg, "cannot read the photo: %s", err);
-        if (write_error(w, id, msg) == 0) finish(w, id, m);
+        fail(w, id, m, msg);
         log_warn(id, "%s", msg);
         return;
     }
@@ -103,12 +121,13 @@ static void run_job(struct worker *w, const struct queue_msg *m)
     rc = recognizer_run(w->rec, &img, t0 + w->cfg->job_timeout_seconds * 1000.0, &res, err);
     image_free(&img);
     if (rc == FR_ETIMEOUT) {
+        metrics_job(MJ_TIMED_OUT);
         give_back(w, id, m, "time limit reached");
         return;
     }
     if (rc) {
         snprintf(msg, sizeof msg, "recognition failed: %s", err);
-        if (write_error(w, id, msg) == 0) finish(w, id, m);
+        fail(w, id, m, msg);
         log_error(id, "%s", msg);
         return;
     }
@@ -127,6 +146,7 @@ static void run_job(struct worker *w, const struct queue_msg *m)
     char answer[RECOGNIZER_NAME_MAX + 1];
     snprintf(answer, sizeof answer, "%s", recognition_result(&res));
     int faces = res.n;
+    struct recognition_timing res_t = res.t;
     recognition_free(&res);
     rc = b.err ? fr_fail(err, b.err, "result too large")
                : store_put(w->store, w->cfg->s3_out_bucket, id, b.data, b.len, err);
@@ -136,19 +156,51 @@ static void run_job(struct worker *w, const struct queue_msg *m)
         return;
     }
     finish(w, id, m);
+    double t3 = now_ms();
+    metrics_job(MJ_DONE);
+    metrics_observe(MH_FETCH, (t1 - t0) / 1e3);
+    metrics_observe(MH_DETECT, res_t.detect / 1e3);
+    metrics_observe(MH_EMBED, res_t.align_embed / 1e3);
+    metrics_observe(MH_MATCH, (t2 - t1 - res_t.detect - res_t.align_embed) / 1e3);
+    metrics_observe(MH_STORE, (t3 - t2) / 1e3);
+    if (m->sent_ms > 0) metrics_observe(MH_JOB_E2E, (double)(wall_ms() - m->sent_ms) / 1e3);
     log_info(id, "done: %d face%s, result %s, %.1f ms (recognition %.1f ms)", faces,
              faces == 1 ? "" : "s", answer, now_ms() - t0, t2 - t1);
 }
 
-int worker_run(const struct config *c, volatile sig_atomic_t *stop, char err[FR_ERR_LEN])
+int worker_recognizer(const struct config *c, struct recognizer **out, char err[FR_ERR_LEN])
 {
-    struct worker w = {c, NULL, NULL, NULL, {0}};
     struct recognizer_opts ro = {MTCNN_OPTS_DEFAULT, c->worker_threads};
     ro.detect.min_face = c->min_face;
     ro.detect.max_side = c->detect_max_side;
-    int rc = recognizer_open(c->models, &ro, &w.rec, err);
-    if (!rc) rc = recognizer_warm(w.rec, err);
-    if (!rc) rc = store_open(c, &w.store, err);
+    int rc = recognizer_open(c->models, &ro, out, err);
+    if (!rc && (rc = recognizer_warm(*out, err)) != 0) {
+        recognizer_close(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+int worker_run(const struct config *c, volatile sig_atomic_t *stop, char err[FR_ERR_LEN])
+{
+    double t0 = now_ms();
+    struct recognizer *rec;
+    int rc = worker_recognizer(c, &rec, err);
+    if (rc) return rc;
+    log_info(NULL, "models loaded in %.0f ms", now_ms() - t0);
+    rc = worker_loop(c, rec, stop, err);
+    recognizer_close(rec);
+    return rc;
+}
+
+int worker_loop(const struct config *c, struct recognizer *rec, volatile sig_atomic_t *stop,
+                char err[FR_ERR_LEN])
+{
+    struct worker w = {c, NULL, NULL, rec, {0}};
+    char why[FR_ERR_LEN];
+    int rc = metrics_attach(why);
+    if (rc) log_warn(NULL, "%s", why); /* jobs run uncounted */
+    rc = store_open(c, &w.store, err);
     if (!rc) rc = queue_open(c, &w.queue, err);
     int backoff_ms = 100;
     while (!rc && !*stop) {
@@ -173,6 +225,5 @@ int worker_run(const struct config *c, volatile sig_atomic_t *stop, char err[FR_
     people_cache_free(&w.people);
     queue_close(w.queue);
     store_close(w.store);
-    recognizer_close(w.rec);
     return rc;
 }

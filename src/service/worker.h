@@ -23,4 +23,14 @@
 int worker_run(const struct config *c, volatile sig_atomic_t *stop,
                char err[FR_ERR_LEN]) FR_MUST_USE;
 
+struct recognizer;
+/* The same with a recognizer already opened and warmed (a worker forked by the pool uses the
+ * template's); the recognizer stays the caller's. */
+int worker_loop(const struct config *c, struct recognizer *rec, volatile sig_atomic_t *stop,
+                char err[FR_ERR_LEN]) FR_MUST_USE;
+
+/* Opens and warms the recognizer a worker runs with these settings. */
+int worker_recognizer(const struct config *c, struct recognizer **out,
+                      char err[FR_ERR_LEN]) FR_MUST_USE;
+
 #endif

@@ -1,5 +1,6 @@
 #include "util/buf.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -92,4 +93,28 @@ int buf_json_num(struct buf *b, double v)
 {
     if (!isfinite(v)) return buf_append(b, "null", 4);
     return buf_printf(b, "%.6g", v);
+}
+
+int buf_read_file(struct buf *b, const char *path, char err[FR_ERR_LEN])
+{
+    if (b->err) return fr_fail(err, b->err, "buffer already failed");
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return fr_fail(err, errno == ENOENT ? FR_ENOTFOUND : FR_EIO, "cannot open %s: %s", path,
+                       strerror(errno));
+    size_t start = b->len;
+    char chunk[65536];
+    size_t n;
+    int rc = 0;
+    while (!rc && (n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        rc = buf_append(b, chunk, n);
+    if (!rc && ferror(f)) rc = fr_fail(err, FR_EIO, "cannot read %s", path);
+    else if (rc) rc = fr_fail(err, FR_ETOOBIG, "%s is over the limit of %zu bytes", path, b->max);
+    fclose(f);
+    if (rc) { /* as it was */
+        b->len = start;
+        if (b->data) b->data[start] = 0;
+        b->err = 0;
+    }
+    return rc;
 }

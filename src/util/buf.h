@@ -22,6 +22,10 @@ void buf_free(struct buf *b);
 int buf_append(struct buf *b, const void *p, size_t n);
 int buf_printf(struct buf *b, const char *fmt, ...) FR_PRINTF(2, 3);
 
+/* Appends the whole file at path. Returns 0, FR_ENOTFOUND / FR_EIO naming the path, or
+ * FR_ETOOBIG when it does not fit under the maximum (the buffer is then as it was). */
+int buf_read_file(struct buf *b, const char *path, char err[FR_ERR_LEN]) FR_MUST_USE;
+
 /* Appends s as a JSON string literal (quotes, escapes, invalid UTF-8 replaced by U+FFFD). */
 int buf_json_str(struct buf *b, const char *s);
 

@@ -63,7 +63,8 @@ static const struct var vars[] = {
      "longest side of the copy faces are detected on"},
     {"JOB_TIMEOUT_SECONDS", INT(job_timeout_seconds), "20", 1, 3600, NULL,
      "a job running longer is aborted and retried later"},
-    {"WORKERS", INT(workers), "2", 0, 256, NULL, "worker processes started by facerec serve"},
+    {"WORKERS", INT(workers), "0", 0, 1000, NULL,
+     "0: facerec serve scales its workers between MIN_WORKERS and MAX_WORKERS; N: exactly N"},
     {"WORKER_THREADS", INT(worker_threads), "1", 1, 64, NULL, "inference threads per worker"},
     {"MIN_WORKERS", INT(min_workers), "0", 0, 1000, NULL, "autoscaler: fewest workers"},
     {"MAX_WORKERS", INT(max_workers), "15", 1, 1000, NULL, "autoscaler: most workers"},
@@ -71,6 +72,13 @@ static const struct var vars[] = {
      "autoscaler: waiting jobs per worker"},
     {"SCALE_DOWN_SECONDS", INT(scale_down_seconds), "30", 0, 86400, NULL,
      "autoscaler: stabilisation window before scaling down"},
+    {"SCALE_INTERVAL_MS", INT(scale_interval_ms), "100", 20, 60000, NULL,
+     "autoscaler: how often it reads the queue's counts (on SQS each read is a request)"},
+    {"AUTOSCALE_DRIVER", STR(autoscale_driver), "process", 0, 0, "process|command",
+     "autoscaler: process (worker processes on this machine) or command (runs AUTOSCALE_COMMAND)"},
+    {"AUTOSCALE_COMMAND", STR(autoscale_command), "", 0, 0, NULL,
+     "autoscaler, command driver: shell command run with the desired count as $1 (and in "
+     "$FACEREC_DESIRED_WORKERS) whenever it changes"},
 };
 
 enum { NVARS = sizeof vars / sizeof vars[0] };
@@ -135,6 +143,8 @@ int config_load(struct config *c, char err[FR_ERR_LEN])
     if (c->min_workers > c->max_workers)
         return fr_fail(err, FR_EINVAL, "MIN_WORKERS (%d) is above MAX_WORKERS (%d)",
                        c->min_workers, c->max_workers);
+    if (!strcmp(c->autoscale_driver, "command") && !c->autoscale_command[0])
+        return fr_fail(err, FR_EINVAL, "AUTOSCALE_DRIVER=command needs AUTOSCALE_COMMAND");
     return 0;
 }
 

@@ -43,6 +43,9 @@ struct config {
     int max_workers;
     int backlog_per_worker;
     int scale_down_seconds;
+    int scale_interval_ms;
+    char autoscale_driver[16]; /* "process" or "command" */
+    char autoscale_command[CONFIG_STR_MAX];
 };
 
 /* Fills c from the defaults and the environment. Returns 0, or FR_EINVAL naming the variable
