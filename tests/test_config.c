@@ -19,7 +19,7 @@ int main(void)
     CHECK(!strcmp(c.sqs_req_queue_name, "request-queue") && c.sqs_wait_time_seconds == 10);
     CHECK(c.sqs_visibility_timeout_seconds == 60 && c.max_wait_seconds == 30);
     CHECK(!strcmp(c.aws_region, "us-east-1") && c.aws_endpoint_url[0] == 0);
-    CHECK(c.match_threshold > 0.449 && c.match_threshold < 0.451 && c.max_workers == 15);
+    CHECK(c.match_threshold > 0.449 && c.match_threshold < 0.451 && c.max_workers == 0);
 
     setenv("PORT", "9001", 1);
     setenv("BACKEND", "aws", 1);

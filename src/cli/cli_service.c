@@ -145,8 +145,8 @@ int cli_serve(int argc, char **argv)
         log_info(NULL, "serving on http://%s:%d with %d worker%s (%s backend, data in %s)", c.host,
                  c.port, c.workers, c.workers == 1 ? "" : "s", c.backend, c.data_dir);
     else
-        log_info(NULL, "serving on http://%s:%d with %d..%d workers on demand (%s backend, data in %s)",
-                 c.host, c.port, c.min_workers, c.max_workers, c.backend, c.data_dir);
+        log_info(NULL, "serving on http://%s:%d with workers on demand (%s backend, data in %s)",
+                 c.host, c.port, c.backend, c.data_dir);
     int pause_s = 1;
     while (!stop_requested) {
         int status;

@@ -56,8 +56,13 @@ int autoscale_run(const struct config *c, volatile sig_atomic_t *stop, char err[
 {
     struct scaler_policy sp = {c->min_workers, c->max_workers, c->backlog_per_worker,
                                c->scale_down_seconds * 1000.0};
-    if (c->workers > 0) sp.min = sp.max = c->workers;
     int by_command = !strcmp(c->autoscale_driver, "command");
+    if (sp.max == 0) { /* on one machine, more workers than cores only share them (README) */
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        sp.max = by_command ? 15 : cores > c->worker_threads ? (int)(cores / c->worker_threads) : 1;
+        if (sp.min > sp.max) sp.max = sp.min;
+    }
+    if (c->workers > 0) sp.min = sp.max = c->workers;
     char why[FR_ERR_LEN];
     if (metrics_attach(why)) log_warn(NULL, "%s", why);
     struct scaler *s = NULL;
@@ -65,7 +70,10 @@ int autoscale_run(const struct config *c, volatile sig_atomic_t *stop, char err[
     struct pool *pool = NULL;
     int rc = scaler_new(&sp, &s, err);
     if (!rc) rc = queue_open(c, &q, err);
-    if (!rc && !by_command) rc = pool_open(c, stop, &pool, err);
+    if (!rc && !by_command) {
+        metrics_workers(0, 0); /* none yet, while the models load */
+        rc = pool_open(c, stop, &pool, err);
+    }
     if (rc) goto done;
     log_info(NULL, "autoscale: %s driver, %d..%d workers, %d job%s per worker, scale down after %d s",
              c->autoscale_driver, sp.min, sp.max, sp.backlog, sp.backlog == 1 ? "" : "s",

@@ -6,7 +6,8 @@
  *            Scaling group, a Kubernetes deployment, systemd units...); a failed or hung (60 s)
  *            command is run again after a pause
  *
- * WORKERS > 0 pins the count (MIN = MAX = WORKERS). Every change of the desired count is logged
+ * MAX_WORKERS 0 means one worker per core for the process driver (more only share the cores and
+ * were measured slower), 15 for the command driver. WORKERS > 0 pins the count. Every change of the desired count is logged
  * with its inputs: waiting, in flight, current, desired and the reason; so is a queue that
  * cannot be read (the workers are then left as they are). The counts are published as metrics. */
 #ifndef FR_SERVICE_AUTOSCALE_H

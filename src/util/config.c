@@ -67,7 +67,9 @@ static const struct var vars[] = {
      "0: facerec serve scales its workers between MIN_WORKERS and MAX_WORKERS; N: exactly N"},
     {"WORKER_THREADS", INT(worker_threads), "1", 1, 64, NULL, "inference threads per worker"},
     {"MIN_WORKERS", INT(min_workers), "0", 0, 1000, NULL, "autoscaler: fewest workers"},
-    {"MAX_WORKERS", INT(max_workers), "15", 1, 1000, NULL, "autoscaler: most workers"},
+    {"MAX_WORKERS", INT(max_workers), "0", 0, 1000, NULL,
+     "autoscaler: most workers; 0: one per CPU core (divided by WORKER_THREADS) for the process "
+     "driver, 15 for the command driver"},
     {"BACKLOG_PER_WORKER", INT(backlog_per_worker), "1", 1, 10000, NULL,
      "autoscaler: waiting jobs per worker"},
     {"SCALE_DOWN_SECONDS", INT(scale_down_seconds), "30", 0, 86400, NULL,
@@ -140,7 +142,7 @@ int config_load(struct config *c, char err[FR_ERR_LEN])
         int rc = set(c, &vars[i], value, err);
         if (rc) return rc;
     }
-    if (c->min_workers > c->max_workers)
+    if (c->max_workers > 0 && c->min_workers > c->max_workers)
         return fr_fail(err, FR_EINVAL, "MIN_WORKERS (%d) is above MAX_WORKERS (%d)",
                        c->min_workers, c->max_workers);
     if (!strcmp(c->autoscale_driver, "command") && !c->autoscale_command[0])
