@@ -117,9 +117,12 @@ counted() { [ "$(tail -n 1 "$tmp/counts" 2>/dev/null)" = "$1 $1" ]; }
 check "the command sets the count at start" wait_for 10 counted 0
 for i in 1 2 3; do "$bin" queue send "not-a-job-$i"; done
 check "the command is run with the backlog's count" wait_for 10 counted 3
-AUTOSCALE_DRIVER=process "$bin" worker 2>>"$tmp/serve.log" & # drains the (poison) messages
+mport=$(free_port)
+AUTOSCALE_DRIVER=process METRICS_PORT=$mport "$bin" worker 2>>"$tmp/serve.log" & # drains the (poison) messages
 worker=$!
 check "and with zero once the queue is empty for the window" wait_for 15 counted 0
+poison() { curl -s "http://127.0.0.1:$mport/metrics" | grep -qx 'facerec_jobs_total{outcome="poison"} 3'; }
+check "a standalone worker serves its metrics on METRICS_PORT" wait_for 5 poison
 kill $worker $scaler; wait $worker $scaler 2>/dev/null
 scaler=
 check "the command ran only on changes" [ "$(wc -l <"$tmp/counts")" -le 4 ]

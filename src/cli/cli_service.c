@@ -69,7 +69,14 @@ int cli_worker(int argc, char **argv)
     install_handlers();
     char err[FR_ERR_LEN];
     log_info(NULL, "worker started (%s backend)", c.backend);
-    if (worker_run(&c, &stop_requested, err)) {
+    if (c.metrics_port) {
+        if (metrics_attach(err) || metrics_listen(c.host, c.metrics_port, err))
+            return cli_error("%s", err);
+        log_info(NULL, "metrics on http://%s:%d/metrics", c.host, c.metrics_port);
+    }
+    int rc = worker_run(&c, &stop_requested, err);
+    metrics_unlisten();
+    if (rc) {
         log_error(NULL, "worker cannot run: %s", err);
         return 1;
     }

@@ -1,7 +1,9 @@
 /* metrics.c: one shared region of atomic counters, and its text format. */
 #include "service/metrics.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <microhttpd.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -229,4 +231,63 @@ void metrics_print(struct buf *b, const long queue[4])
     for (int e = 0; e < MW_COUNT; e++)
         buf_printf(b, "facerec_worker_events_total{event=\"%s\"} %llu\n", worker_names[e],
                    (unsigned long long)load(&reg->worker_events[e]));
+}
+
+static struct MHD_Daemon *daemon_;
+
+static enum MHD_Result on_scrape(void *cls, struct MHD_Connection *c, const char *url,
+                                 const char *method, const char *version, const char *data,
+                                 size_t *size, void **state)
+{
+    (void)cls, (void)version, (void)data, (void)size;
+    if (!*state) { /* headers are in; answer on the next call */
+        *state = (void *)1;
+        return MHD_YES;
+    }
+    struct buf b;
+    buf_init(&b, 1 << 20);
+    unsigned code = 200;
+    const char *type = "text/plain; version=0.0.4; charset=utf-8";
+    if (strcmp(url, "/metrics") != 0) {
+        code = 404;
+        buf_printf(&b, "only /metrics here\n");
+    } else if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+        code = 405;
+        buf_printf(&b, "only GET\n");
+    } else {
+        static const long none[4] = {-1, -1, -1, -1};
+        metrics_print(&b, none);
+    }
+    if (b.err) code = 500;
+    struct MHD_Response *r = MHD_create_response_from_buffer(b.err ? 0 : b.len, b.data, MHD_RESPMEM_MUST_COPY);
+    enum MHD_Result ok = MHD_NO;
+    if (r) {
+        MHD_add_response_header(r, "Content-Type", type);
+        ok = MHD_queue_response(c, code, r);
+        MHD_destroy_response(r);
+    }
+    buf_free(&b);
+    return ok;
+}
+
+int metrics_listen(const char *host, int port, char err[FR_ERR_LEN])
+{
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    if (inet_pton(AF_INET, host, &addr.sin_addr) != 1)
+        return fr_fail(err, FR_EINVAL, "'%s' is not an IPv4 address", host);
+    if (daemon_) return 0;
+    /* one thread polls every connection: scrapes are rare and small */
+    daemon_ = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL, 0, NULL, NULL,
+                               on_scrape, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+                               MHD_OPTION_CONNECTION_LIMIT, 16u, MHD_OPTION_CONNECTION_TIMEOUT, 10u,
+                               MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)16384,
+                               MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, MHD_OPTION_END);
+    if (!daemon_) return fr_fail(err, FR_EIO, "cannot listen on %s:%d for metrics", host, port);
+    return 0;
+}
+
+void metrics_unlisten(void)
+{
+    if (daemon_) MHD_stop_daemon(daemon_);
+    daemon_ = NULL;
 }

@@ -5,7 +5,7 @@
  * (metrics_create) before starting workers; a worker it starts finds it through the inherited
  * descriptor named by $FACEREC_METRICS_FD (metrics_attach), so the API's /metrics shows the
  * workers' jobs too. A process started any other way counts into a private region: a standalone
- * `facerec worker` serves its own on METRICS_PORT. Updates are lock-free atomic adds, safe from
+ * `facerec worker` serves its own on METRICS_PORT (metrics_listen). Updates are lock-free atomic adds, safe from
  * any thread of any process sharing the region; a reader sees each value whole. */
 #ifndef FR_SERVICE_METRICS_H
 #define FR_SERVICE_METRICS_H
@@ -53,5 +53,12 @@ void metrics_workers(int current, int desired); /* gauges, set by the autoscaler
 /* Appends every metric in the text format to b; the queue gauges (waiting, in_flight, delayed,
  * dead) come from the caller, negative when unknown (then they are left out). */
 void metrics_print(struct buf *b, const long queue[4]);
+
+/* Serves GET /metrics (this process's region, no queue gauges) on host:port from a thread of
+ * its own, for a process without the API. Returns 0, or FR_EIO when it cannot listen. */
+int metrics_listen(const char *host, int port, char err[FR_ERR_LEN]) FR_MUST_USE;
+
+/* Stops serving. Does nothing when not serving. */
+void metrics_unlisten(void);
 
 #endif

@@ -49,6 +49,9 @@ static const struct var vars[] = {
      "receives after which a job goes to the dead-letter queue"},
     {"HOST", STR(host), "0.0.0.0", 0, 0, NULL, "IPv4 address the API listens on"},
     {"PORT", INT(port), "8000", 1, 65535, NULL, "HTTP port of the API"},
+    {"METRICS_PORT", INT(metrics_port), "0", 0, 65535, NULL,
+     "facerec worker: serve its own GET /metrics on HOST:METRICS_PORT (0: off; the API always has "
+     "/metrics)"},
     {"MAX_WAIT_SECONDS", INT(max_wait_seconds), "30", 0, 900, NULL,
      "how long POST / waits for the result before answering 202 with the job id"},
     {"MAX_FILE_MB", INT(max_file_mb), "8", 1, 64, NULL, "largest upload accepted, in MiB"},

@@ -27,6 +27,7 @@ struct config {
     /* API */
     char host[64];
     int port;
+    int metrics_port;
     int max_wait_seconds;
     int max_file_mb;
     char api_key[256];
