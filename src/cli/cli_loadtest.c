@@ -1,12 +1,16 @@
-/* cli_loadtest.c: `facerec loadtest URL --requests N --concurrency C [--json FILE] IMAGE...`
+/* cli_loadtest.c: `facerec loadtest URL --requests N --concurrency C [--rate R] [--json FILE] IMAGE...`
  *
  * C client threads upload the images in turn (POST / with inputFile) until N requests have been
- * made; an upload answered 202 is polled at GET /status/{id} until it has a result. Each
- * request's latency runs from the start of the upload to its result. A request succeeds when
- * the result says "done". Prints the success rate, latency avg/p50/p95/p99/max, throughput and
- * the results seen; --json FILE writes the same as JSON. */
+ * made. Closed loop (default): each client polls an upload answered 202 at GET /status/{id}
+ * every 20 ms, then makes its next request. Open loop (--rate R): request i starts at i/R
+ * seconds whatever the answers, and uploads answered 202 are handed to one poller thread, which
+ * polls each job with a period of a tenth of its age (20 ms to 1 s), so a latency measured
+ * there is late by at most about 10%. A request's latency runs from the start of the upload to
+ * its result; it succeeds when the result says "done". Prints the success rate, latency
+ * avg/p50/p95/p99/max, throughput and the results seen; --json FILE writes the same as JSON. */
 #include <curl/curl.h>
 #include <jansson.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,13 +36,22 @@ struct outcome {
     char result[64]; /* the result string, or the error */
 };
 
+struct pending {
+    int i;             /* request index */
+    double t0, next;   /* upload start, next poll (now_ms) */
+    char id[65];
+};
+
 struct run {
     const char *url;
     struct image_file img[MAX_IMAGES];
     int nimg, requests, timeout_s;
-    int next; /* next request index, under lock */
+    double rate, t_start; /* requests per second (0: closed loop), start (now_ms) */
+    int next;             /* next request index, under lock */
     pthread_mutex_t lock;
     struct outcome *out;
+    struct pending *pend; /* open loop: uploads answered 202, under lock */
+    int npend, submitted_all;
 };
 
 static size_t collect(char *p, size_t size, size_t n, void *userdata)
@@ -63,9 +76,44 @@ static long exchange(CURL *h, const char *url, curl_mime *form, struct buf *b, i
     return code;
 }
 
-static void one(struct run *r, CURL *h, int i, struct buf *b)
+/* Records request i's outcome from its last answer (code, body in b). */
+static void settle(struct run *r, int i, double t0, long code, const struct buf *b)
 {
     struct outcome *o = &r->out[i];
+    o->ms = now_ms() - t0;
+    json_t *doc = code == 200 ? json_loadb(b->data, b->len, 0, NULL) : NULL;
+    const char *status = json_string_value(json_object_get(doc, "status"));
+    const char *result = json_string_value(json_object_get(doc, "result"));
+    o->ok = code == 200 && status && !strcmp(status, "done");
+    if (o->ok) snprintf(o->result, sizeof o->result, "%s", result ? result : "?");
+    else if (code == 202) snprintf(o->result, sizeof o->result, "timed out (pending)");
+    else if (code == 0) snprintf(o->result, sizeof o->result, "no answer (connection or timeout)");
+    else snprintf(o->result, sizeof o->result, "HTTP %ld%s%s", code, status ? " " : "", status ? status : "");
+    json_decref(doc);
+}
+
+/* The job id of a 202 answer, copied to id (65 bytes); 0 when there is none. */
+static int pending_id(long code, const struct buf *b, char *id)
+{
+    if (code != 202) return 0;
+    json_t *doc = json_loadb(b->data, b->len, 0, NULL);
+    const char *s = json_string_value(json_object_get(doc, "job_id"));
+    int ok = s && strlen(s) <= 64;
+    if (ok) strcpy(id, s);
+    json_decref(doc);
+    return ok;
+}
+
+static long poll_status(struct run *r, CURL *h, const char *id, struct buf *b)
+{
+    char url[1024];
+    const char *slash = r->url[strlen(r->url) - 1] == '/' ? "" : "/";
+    snprintf(url, sizeof url, "%s%sstatus/%s", r->url, slash, id);
+    return exchange(h, url, NULL, b, r->timeout_s);
+}
+
+static void one(struct run *r, CURL *h, int i, struct buf *b)
+{
     const struct image_file *im = &r->img[i % r->nimg];
     double t0 = now_ms(), deadline = t0 + r->timeout_s * 1000.0;
     curl_mime *form = curl_mime_init(h);
@@ -76,29 +124,62 @@ static void one(struct run *r, CURL *h, int i, struct buf *b)
     curl_mime_filename(part, base ? base + 1 : im->path);
     long code = exchange(h, r->url, form, b, r->timeout_s);
     curl_mime_free(form);
-    json_t *doc = NULL;
-    for (;;) {
-        json_decref(doc);
-        doc = code == 200 || code == 202 ? json_loadb(b->data, b->len, 0, NULL) : NULL;
-        if (code != 202 || !doc || now_ms() > deadline) break;
-        const char *id = json_string_value(json_object_get(doc, "job_id"));
-        if (!id || strlen(id) > 64) break;
+    char id[65];
+    if (r->rate > 0 && pending_id(code, b, id)) { /* open loop: the poller takes it from here */
+        pthread_mutex_lock(&r->lock);
+        r->pend[r->npend++] = (struct pending){i, t0, now_ms() + 20, ""};
+        strcpy(r->pend[r->npend - 1].id, id);
+        pthread_mutex_unlock(&r->lock);
+        return;
+    }
+    while (pending_id(code, b, id) && now_ms() < deadline) {
         struct timespec ts = {0, 20 * 1000000L};
         nanosleep(&ts, NULL);
-        char url[1024];
-        const char *slash = r->url[strlen(r->url) - 1] == '/' ? "" : "/";
-        snprintf(url, sizeof url, "%s%sstatus/%s", r->url, slash, id);
-        code = exchange(h, url, NULL, b, r->timeout_s);
+        code = poll_status(r, h, id, b);
     }
-    o->ms = now_ms() - t0;
-    const char *status = json_string_value(json_object_get(doc, "status"));
-    const char *result = json_string_value(json_object_get(doc, "result"));
-    o->ok = code == 200 && status && !strcmp(status, "done");
-    if (o->ok) snprintf(o->result, sizeof o->result, "%s", result ? result : "?");
-    else if (code == 202) snprintf(o->result, sizeof o->result, "timed out (pending)");
-    else if (code == 0) snprintf(o->result, sizeof o->result, "no answer (connection or timeout)");
-    else snprintf(o->result, sizeof o->result, "HTTP %ld%s%s", code, status ? " " : "", status ? status : "");
-    json_decref(doc);
+    settle(r, i, t0, code, b);
+}
+
+/* Open loop: polls the pending jobs until every request is settled. */
+static void *poller(void *arg)
+{
+    struct run *r = arg;
+    CURL *h = curl_easy_init();
+    struct buf b;
+    buf_init(&b, RESPONSE_MAX);
+    for (;;) {
+        pthread_mutex_lock(&r->lock);
+        int done = r->submitted_all && r->npend == 0;
+        struct pending p = {-1, 0, 0, ""};
+        double now = now_ms();
+        for (int k = 0; k < r->npend; k++)
+            if (r->pend[k].next <= now) {
+                p = r->pend[k];
+                r->pend[k] = r->pend[--r->npend];
+                break;
+            }
+        pthread_mutex_unlock(&r->lock);
+        if (done) break;
+        if (p.i < 0) {
+            struct timespec ts = {0, 5 * 1000000L};
+            nanosleep(&ts, NULL);
+            continue;
+        }
+        long code = h ? poll_status(r, h, p.id, &b) : 0;
+        double age = now_ms() - p.t0;
+        if (code == 202 && age < r->timeout_s * 1000.0) {
+            double period = age / 10 < 20 ? 20 : age / 10 > 1000 ? 1000 : age / 10;
+            p.next = now_ms() + period;
+            pthread_mutex_lock(&r->lock);
+            r->pend[r->npend++] = p;
+            pthread_mutex_unlock(&r->lock);
+        } else {
+            settle(r, p.i, p.t0, code, &b);
+        }
+    }
+    buf_free(&b);
+    curl_easy_cleanup(h);
+    return NULL;
 }
 
 static void *client(void *arg)
@@ -112,6 +193,13 @@ static void *client(void *arg)
         int i = r->next < r->requests ? r->next++ : -1;
         pthread_mutex_unlock(&r->lock);
         if (i < 0) break;
+        if (r->rate > 0) { /* open loop: request i starts at i / rate */
+            double wait = r->t_start + i * 1000.0 / r->rate - now_ms();
+            if (wait > 0) {
+                struct timespec ts = {(time_t)(wait / 1000), (long)(fmod(wait, 1000) * 1e6)};
+                nanosleep(&ts, NULL);
+            }
+        }
         if (h) {
             one(r, h, i, &b);
         } else {
@@ -138,14 +226,17 @@ static double pct(const double *sorted, int n, double p)
 }
 
 static const char usage_text[] =
-    "usage: facerec loadtest URL [--requests N] [--concurrency C] [--timeout S] [--json FILE] IMAGE...\n";
+    "usage: facerec loadtest URL [--requests N] [--concurrency C] [--rate R] [--timeout S]\n"
+    "                        [--json FILE] IMAGE...\n";
 
 int cli_loadtest(int argc, char **argv)
 {
     if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
         printf("%s\nUploads the images in turn to the service at URL (POST /, field inputFile) from C\n"
                "concurrent clients until N requests are made (default 100, 100 clients, 120 s each);\n"
-               "a 202 answer is polled at /status/{id}. Prints the success rate, latency\n"
+               "a 202 answer is polled at /status/{id}. With --rate R the requests start at R per\n"
+               "second whatever the answers (open loop; C clients upload, one thread polls).\n"
+               "Prints the success rate, latency\n"
                "avg/p50/p95/p99/max from upload to result, photos per second, and the results seen;\n"
                "--json FILE writes them as JSON. Exit status 0 when every request succeeded.\n",
                usage_text);
@@ -162,6 +253,7 @@ int cli_loadtest(int argc, char **argv)
         if (!strcmp(a, "--requests") && has) r.requests = atoi(argv[++i]);
         else if (!strcmp(a, "--concurrency") && has) concurrency = atoi(argv[++i]);
         else if (!strcmp(a, "--timeout") && has) r.timeout_s = atoi(argv[++i]);
+        else if (!strcmp(a, "--rate") && has) r.rate = atof(argv[++i]);
         else if (!strcmp(a, "--json") && has) json_path = argv[++i];
         else if (a[0] == '-') {
             fputs(usage_text, stderr);
@@ -171,7 +263,7 @@ int cli_loadtest(int argc, char **argv)
         else r.img[r.nimg++].path = a;
     }
     if (!r.url || r.nimg == 0 || r.requests < 1 || r.requests > 1000000 || concurrency < 1 ||
-        concurrency > 1000 || r.timeout_s < 1) {
+        concurrency > 1000 || r.timeout_s < 1 || !(r.rate >= 0 && r.rate <= 100000)) {
         fputs(usage_text, stderr);
         return 2;
     }
@@ -183,20 +275,29 @@ int cli_loadtest(int argc, char **argv)
         if (buf_read_file(&r.img[i].data, r.img[i].path, err)) rc = cli_error("%s", err);
     }
     r.out = calloc((size_t)r.requests, sizeof *r.out);
+    r.pend = calloc((size_t)r.requests, sizeof *r.pend);
     pthread_t *th = calloc((size_t)concurrency, sizeof *th);
-    if (!rc && (!r.out || !th)) rc = cli_error("out of memory");
+    if (!rc && (!r.out || !r.pend || !th)) rc = cli_error("out of memory");
     if (!rc && curl_global_init(CURL_GLOBAL_DEFAULT)) rc = cli_error("cannot initialise libcurl");
     double t0 = now_ms(), wall = 0;
     if (!rc) {
         pthread_mutex_init(&r.lock, NULL);
+        r.t_start = now_ms();
+        pthread_t poll_th;
+        int polling = r.rate > 0 && pthread_create(&poll_th, NULL, poller, &r) == 0;
+        if (r.rate > 0 && !polling) rc = cli_error("cannot start the poller thread");
         int started = 0;
-        for (; started < concurrency; started++)
+        for (; started < concurrency && !rc; started++)
             if (pthread_create(&th[started], NULL, client, &r)) break;
         for (int i = 0; i < started; i++)
             pthread_join(th[i], NULL);
+        pthread_mutex_lock(&r.lock);
+        r.submitted_all = 1;
+        pthread_mutex_unlock(&r.lock);
+        if (polling) pthread_join(poll_th, NULL);
         wall = (now_ms() - t0) / 1000.0;
         pthread_mutex_destroy(&r.lock);
-        if (started == 0) rc = cli_error("cannot start client threads");
+        if (!rc && started == 0) rc = cli_error("cannot start client threads");
     }
     if (!rc) {
         double *ms = malloc((size_t)r.requests * sizeof *ms);
@@ -221,6 +322,7 @@ int cli_loadtest(int argc, char **argv)
         qsort(ms, (size_t)r.requests, sizeof *ms, cmp_double);
         int n = r.requests;
         double avg = sum / n, p50 = pct(ms, n, 50), p95 = pct(ms, n, 95), p99 = pct(ms, n, 99);
+        if (r.rate > 0) printf("open loop at %.1f requests/s: ", r.rate);
         printf("%d requests, %d concurrent: %d succeeded (%.1f%%) in %.2f s, %.1f photos/s\n", n,
                concurrency, ok, 100.0 * ok / n, wall, n / wall);
         printf("latency ms: avg %.1f  p50 %.1f  p95 %.1f  p99 %.1f  max %.1f\n", avg, p50, p95, p99, ms[n - 1]);
@@ -233,8 +335,8 @@ int cli_loadtest(int argc, char **argv)
             json_t *res = json_object();
             for (int k = 0; k < nseen; k++)
                 json_object_set_new(res, seen[k].text, json_integer(seen[k].n));
-            json_t *doc = json_pack("{s:s,s:i,s:i,s:i,s:f,s:f,s:f,s:{s:f,s:f,s:f,s:f,s:f,s:f},s:o}",
-                                    "url", r.url, "requests", n, "concurrency", concurrency,
+            json_t *doc = json_pack("{s:s,s:i,s:i,s:f,s:i,s:f,s:f,s:f,s:{s:f,s:f,s:f,s:f,s:f,s:f},s:o}",
+                                    "url", r.url, "requests", n, "concurrency", concurrency, "rate", r.rate,
                                     "succeeded", ok, "success_rate", (double)ok / n, "seconds", wall,
                                     "photos_per_second", n / wall, "latency_ms", "avg", avg, "p50",
                                     p50, "p95", p95, "p99", p99, "min", ms[0], "max", ms[n - 1],
@@ -250,6 +352,7 @@ int cli_loadtest(int argc, char **argv)
     for (int i = 0; i < r.nimg; i++)
         buf_free(&r.img[i].data);
     free(r.out);
+    free(r.pend);
     free(th);
     return rc;
 }
