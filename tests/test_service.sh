@@ -119,13 +119,14 @@ fi
 check "wrong method on /people/x: 405 with Allow" bash -c "curl -s -i -X PUT $url/people/x | grep -qi '^Allow: POST, DELETE'"
 
 check "no worker died so far (and no sanitizer report)" bash -c \
-    "! grep -qE 'replacing it|AddressSanitizer|runtime error' '$tmp/serve.log'"
+    "! grep -qE 'will be replaced|AddressSanitizer|runtime error' '$tmp/serve.log'"
 
 # a worker killed by a signal is replaced
-wpid=$(pgrep -P "$server" | head -n 1)
+scaler=$(pgrep -P "$server" | head -n 1) # serve -> autoscaler -> workers
+wpid=$(pgrep -P "$scaler" | head -n 1)
 kill -9 "$wpid" 2>/dev/null
-sleep 0.5
-check "a killed worker is replaced" bash -c "grep -q 'killed by signal 9; replacing it' '$tmp/serve.log'"
+for _ in $(seq 1 50); do grep -q "worker $wpid killed by signal 9" "$tmp/serve.log" && break; sleep 0.1; done
+check "a killed worker is replaced" bash -c "grep -q 'worker $wpid killed by signal 9 after .* it will be replaced' '$tmp/serve.log'"
 check "service still answers after it" [ "$(code -F "inputFile=@$photo" "$url/")" = 200 ]
 
 kill -TERM "$server"
