@@ -57,6 +57,8 @@ int autoscale_run(const struct config *c, volatile sig_atomic_t *stop, char err[
     struct scaler_policy sp = {c->min_workers, c->max_workers, c->backlog_per_worker,
                                c->scale_down_seconds * 1000.0};
     int by_command = !strcmp(c->autoscale_driver, "command");
+    int interval_ms = c->scale_interval_ms ? c->scale_interval_ms
+                                           : !strcmp(c->backend, "embedded") ? 100 : 1000;
     if (sp.max == 0) { /* on one machine, more workers than cores only share them (README) */
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
         sp.max = by_command ? 15 : cores > c->worker_threads ? (int)(cores / c->worker_threads) : 1;
@@ -115,7 +117,7 @@ int autoscale_run(const struct config *c, volatile sig_atomic_t *stop, char err[
             }
             metrics_workers(current, desired);
         }
-        struct timespec ts = {c->scale_interval_ms / 1000, (c->scale_interval_ms % 1000) * 1000000L};
+        struct timespec ts = {interval_ms / 1000, (interval_ms % 1000) * 1000000L};
         nanosleep(&ts, NULL);
     }
     log_info(NULL, "autoscale: stopping%s", pool ? "; workers finish their current job" : "");

@@ -77,8 +77,9 @@ static const struct var vars[] = {
      "autoscaler: waiting jobs per worker"},
     {"SCALE_DOWN_SECONDS", INT(scale_down_seconds), "30", 0, 86400, NULL,
      "autoscaler: stabilisation window before scaling down"},
-    {"SCALE_INTERVAL_MS", INT(scale_interval_ms), "100", 20, 60000, NULL,
-     "autoscaler: how often it reads the queue's counts (on SQS each read is a request)"},
+    {"SCALE_INTERVAL_MS", INT(scale_interval_ms), "0", 0, 60000, NULL,
+     "autoscaler: how often it reads the queue's counts; 0: 100 ms on the embedded queue, 1000 ms "
+     "on SQS (where each read is two requests)"},
     {"AUTOSCALE_DRIVER", STR(autoscale_driver), "process", 0, 0, "process|command",
      "autoscaler: process (worker processes on this machine) or command (runs AUTOSCALE_COMMAND)"},
     {"AUTOSCALE_COMMAND", STR(autoscale_command), "", 0, 0, NULL,
