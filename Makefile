@@ -25,7 +25,9 @@ LDFLAGS   += -fsanitize=address,undefined
 endif
 
 LIB_SRC   := $(shell find src -name '*.c' ! -name main.c | sort)
-LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+WEB_FILES := $(sort $(wildcard web/*))
+WEB_GEN   := $(BUILD)/gen/web_files.c
+LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/web_files.o
 TEST_SRC  := $(sort $(wildcard tests/test_*.c))
 TEST_BIN  := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TEST_SH   := $(sort $(wildcard tests/test_*.sh))
@@ -37,6 +39,15 @@ all: $(BUILD)/facerec
 $(BUILD)/obj/%.o: %.c Makefile
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(PKG_CFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+
+# The page's files (web/) as C arrays: the binary serves them with no files at run time.
+$(WEB_GEN): web $(WEB_FILES) scripts/embed-web.sh
+	@mkdir -p $(dir $@)
+	scripts/embed-web.sh $@ $(WEB_FILES)
+
+$(BUILD)/obj/gen/web_files.o: $(WEB_GEN) Makefile
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
 
 $(BUILD)/libfacerec.a: $(LIB_OBJ)
 	@rm -f $@
@@ -80,9 +91,9 @@ bench: deps models $(BUILD)/facerec
 	FACEREC_MODELS=$(MODELS) $(BUILD)/facerec bench nn
 
 fuzz: $(FUZZ_SRC:fuzz/%.c=build/fuzz/%)
-build/fuzz/%: fuzz/%.c $(LIB_SRC)
+build/fuzz/%: fuzz/%.c $(LIB_SRC) $(WEB_GEN)
 	@mkdir -p $(dir $@)
-	clang $(CPPFLAGS) $(PKG_CFLAGS) -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined $< $(LIB_SRC) $(PKG_LIBS) $(LDLIBS) -o $@
+	clang $(CPPFLAGS) $(PKG_CFLAGS) -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined $< $(LIB_SRC) $(WEB_GEN) $(PKG_LIBS) $(LDLIBS) -o $@
 
 # Against a running `make run` (or SMOKE_URL): enrol a person, recognise another photo of them.
 smoke:

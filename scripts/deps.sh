@@ -10,6 +10,7 @@ packages=(
     libjpeg62-turbo-dev libpng-dev libwebp-dev
     libsqlite3-dev libcurl4-openssl-dev libmicrohttpd-dev libssl-dev libjansson-dev sqlite3 curl
     nodejs npm
+    chromium
 )
 
 die() {

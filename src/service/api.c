@@ -15,6 +15,7 @@
 #include "service/log.h"
 #include "service/metrics.h"
 #include "service/people.h"
+#include "service/web.h"
 #include "vision/pipeline.h"
 #include "store/store.h"
 #include "util/buf.h"
@@ -46,7 +47,7 @@ struct api {
 
 enum route {
     R_NONE, R_UPLOAD, R_STATUS, R_HEALTH, R_METRICS, R_PEOPLE, R_ENROL, R_UNENROL, R_NOT_FOUND,
-    R_BAD_METHOD
+    R_BAD_METHOD, R_PAGE, R_PHOTO
 };
 
 struct photo {
@@ -120,6 +121,22 @@ static enum MHD_Result send_body(struct MHD_Connection *c, unsigned code, const 
     return send_typed(c, code, "application/json", body, len, allow);
 }
 
+/* A 200 with static bytes (the page's files) or bytes copied (thumbnails). */
+static enum MHD_Result send_file(struct MHD_Connection *c, const char *type, const void *data,
+                                 size_t len, int is_static)
+{
+    struct MHD_Response *r = MHD_create_response_from_buffer(
+        len, (void *)data, is_static ? MHD_RESPMEM_PERSISTENT : MHD_RESPMEM_MUST_COPY);
+    if (!r) return MHD_NO;
+    MHD_add_response_header(r, "Content-Type", type);
+    MHD_add_response_header(r, "Cache-Control", is_static ? "no-cache" : "no-store");
+    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    if (is_static) MHD_add_response_header(r, "Content-Security-Policy", WEB_CSP);
+    enum MHD_Result ok = MHD_queue_response(c, 200, r);
+    MHD_destroy_response(r);
+    return ok;
+}
+
 static enum MHD_Result send_error(struct MHD_Connection *c, unsigned code, const char *msg)
 {
     struct buf b;
@@ -141,8 +158,12 @@ static enum route route_of(const char *method, const char *url, char *allow, siz
         int exact;
         const char *method;
         enum route route;
+        const char *suffix; /* the part after the prefix must end so (and be longer) */
     } routes[] = {
         {"/", 1, "POST", R_UPLOAD},
+        {"/", 1, "GET", R_PAGE},
+        {"/static/", 0, "GET", R_PAGE},
+        {"/people/", 0, "GET", R_PHOTO, "/photo"},
         {"/health", 1, "GET", R_HEALTH},
         {"/metrics", 1, "GET", R_METRICS},
         {"/status/", 0, "GET", R_STATUS},
@@ -153,6 +174,11 @@ static enum route route_of(const char *method, const char *url, char *allow, siz
     for (size_t i = 0; i < sizeof routes / sizeof *routes; i++) {
         int match = routes[i].exact ? !strcmp(url, routes[i].prefix)
                                     : !strncmp(url, routes[i].prefix, strlen(routes[i].prefix));
+        const char *sfx = routes[i].suffix;
+        if (match && sfx) {
+            size_t rest = strlen(url) - strlen(routes[i].prefix), sn = strlen(sfx);
+            match = rest > sn && !strcmp(url + strlen(url) - sn, sfx);
+        }
         if (!match) continue;
         if (!strcmp(method, routes[i].method) ||
             (!strcmp(method, "HEAD") && !strcmp(routes[i].method, "GET")))
@@ -428,6 +454,10 @@ static enum MHD_Result do_people(struct api *a, struct MHD_Connection *c, struct
             ok = send_error(c, 503, "could not store the gallery");
         } else {
             log_info(NULL, "removed %s from the gallery", name);
+            char key[PEOPLE_PHOTO_KEY_LEN + 1];
+            people_photo_key(name, key);
+            if (store_delete(h->store, a->cfg.s3_out_bucket, key, err))
+                log_warn(NULL, "deleting the photo of %s: %s", name, err);
             char body[64];
             int n = snprintf(body, sizeof body, "{\"status\":\"deleted\"}\n");
             ok = send_body(c, 200, body, (size_t)n, NULL);
@@ -441,6 +471,8 @@ static enum MHD_Result do_people(struct api *a, struct MHD_Connection *c, struct
         struct buf skipped;
         buf_init(&skipped, 1 << 20);
         int added = 0;
+        uint8_t *thumb = NULL; /* of the first face added */
+        size_t thumb_len = 0;
         for (int i = 0; i < rq->nphotos; i++) {
             struct photo *p = &rq->photos[i];
             struct image img = {0};
@@ -454,7 +486,9 @@ static enum MHD_Result do_people(struct api *a, struct MHD_Connection *c, struct
                 why = err;
             else if (res.largest < 0) why = "no face found";
             else if (gallery_add(g, name, res.faces[res.largest].emb, err)) why = err;
-            else added++;
+            else if (added++ == 0 &&
+                     people_photo_make(&img, &res.faces[res.largest].det, &thumb, &thumb_len, err))
+                log_warn(NULL, "no thumbnail of %s: %s", name, err); /* the page does without */
             if (why) {
                 buf_append(&skipped, skipped.len ? ",{\"file\":" : "{\"file\":", skipped.len ? 9 : 8);
                 buf_json_str(&skipped, p->filename);
@@ -483,12 +517,41 @@ static enum MHD_Result do_people(struct api *a, struct MHD_Connection *c, struct
             ok = b.err ? send_error(c, 500, "response too large") : send_body(c, 200, b.data, b.len, NULL);
             buf_free(&b);
             log_info(NULL, "enrolled %d photo%s of %s", added, added == 1 ? "" : "s", name);
+            char key[PEOPLE_PHOTO_KEY_LEN + 1];
+            people_photo_key(name, key);
+            if (thumb && store_put(h->store, a->cfg.s3_out_bucket, key, thumb, thumb_len, err))
+                log_warn(NULL, "storing the photo of %s: %s", name, err);
         }
+        free(thumb);
         buf_free(&skipped);
     }
 done:
     pthread_mutex_unlock(&a->enrol_lock);
     handles_put(a, h);
+    return ok;
+}
+
+/* GET /people/{name}/photo: the thumbnail stored at enrolment. */
+static enum MHD_Result do_photo(struct api *a, struct MHD_Connection *c, const char *url)
+{
+    char err[FR_ERR_LEN], name[GALLERY_NAME_MAX + 1], key[PEOPLE_PHOTO_KEY_LEN + 1];
+    if (!key_ok(a, c)) return send_error(c, 401, "missing or wrong X-Api-Key");
+    size_t n = strlen(url) - strlen("/people/") - strlen("/photo");
+    if (n >= sizeof name) return send_error(c, 400, "invalid person name");
+    memcpy(name, url + strlen("/people/"), n);
+    name[n] = 0;
+    if (!gallery_name_valid(name)) return send_error(c, 400, "invalid person name");
+    people_photo_key(name, key);
+    struct handles *h = handles_get(a, err);
+    if (!h) return send_error(c, 503, "storage unavailable");
+    uint8_t *data = NULL;
+    size_t len = 0;
+    int rc = store_get(h->store, a->cfg.s3_out_bucket, key, PEOPLE_PHOTO_MAX, &data, &len, err);
+    handles_put(a, h);
+    enum MHD_Result ok = rc == 0              ? send_file(c, "image/jpeg", data, len, 0)
+                         : rc == FR_ENOTFOUND ? send_error(c, 404, "no photo of this person")
+                                              : send_error(c, 503, "storage unavailable");
+    free(data);
     return ok;
 }
 
@@ -547,6 +610,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     case R_STATUS: return do_status(a, c, url + strlen("/status/"));
     case R_HEALTH: return do_health(a, c);
     case R_METRICS: return do_metrics(a, c);
+    case R_PAGE: {
+        const struct web_file *f = web_lookup(url);
+        return f ? send_file(c, web_content_type(f->name), f->data, f->len, 1)
+                 : send_error(c, 404, "no such file");
+    }
+    case R_PHOTO: return do_photo(a, c, url);
     case R_PEOPLE:
     case R_ENROL:
     case R_UNENROL: return do_people(a, c, rq, url);

@@ -1,5 +1,6 @@
 #include "service/people.h"
 #include "util/text.h"
+#include "vision/warp.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -63,4 +64,54 @@ void people_cache_free(struct people_cache *pc)
 {
     gallery_free(pc->g);
     memset(pc, 0, sizeof *pc);
+}
+
+void people_photo_key(const char *name, char key[PEOPLE_PHOTO_KEY_LEN + 1])
+{
+    static const char hex[] = "0123456789abcdef";
+    memcpy(key, "photo-", 6);
+    size_t n = 6;
+    for (const unsigned char *p = (const unsigned char *)name; *p && n + 2 <= PEOPLE_PHOTO_KEY_LEN; p++) {
+        key[n++] = hex[*p >> 4];
+        key[n++] = hex[*p & 15];
+    }
+    key[n] = 0;
+}
+
+int people_photo_make(const struct image *img, const struct face_box *box, uint8_t **jpeg,
+                      size_t *len, char err[FR_ERR_LEN])
+{
+    *jpeg = NULL;
+    *len = 0;
+    double bw = box->box[2] - box->box[0], bh = box->box[3] - box->box[1];
+    if (!(bw > 0) || !(bh > 0) || img->w <= 0 || img->h <= 0)
+        return fr_fail(err, FR_EINVAL, "empty face box");
+    /* the face with some hair and chin around it; inside the image when the image allows */
+    double side = 1.5 * (bw > bh ? bw : bh);
+    double lim = img->w < img->h ? img->w : img->h;
+    if (side > lim) side = lim;
+    double x0 = (box->box[0] + box->box[2] - side) / 2, y0 = (box->box[1] + box->box[3] - side) / 2;
+    if (x0 + side > img->w) x0 = img->w - side;
+    if (y0 + side > img->h) y0 = img->h - side;
+    if (x0 < 0) x0 = 0;
+    if (y0 < 0) y0 = 0;
+    enum { S = PEOPLE_PHOTO_SIDE };
+    float *f = malloc((size_t)S * S * 3 * sizeof *f);
+    uint8_t *px = malloc((size_t)S * S * 3);
+    struct warp_src src = warp_src_image(img);
+    int rc = f && px ? warp_resize(&src, x0, y0, x0 + side, y0 + side, S, S, 0, f) : FR_ENOMEM;
+    if (rc) {
+        free(f);
+        free(px);
+        return fr_fail(err, rc, "cannot crop the face: %s", fr_strerror(rc));
+    }
+    for (size_t i = 0; i < (size_t)S * S * 3; i++) { /* back from the network's (p - 127.5) / 128 */
+        float v = f[i] * 128.0f + 127.5f;
+        px[i] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v + 0.5f);
+    }
+    free(f);
+    struct image thumb = {S, S, px};
+    rc = image_encode_jpeg(&thumb, 85, jpeg, len, err);
+    free(px);
+    return rc;
 }

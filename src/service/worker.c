@@ -119,6 +119,7 @@ static void run_job(struct worker *w, const struct queue_msg *m)
     double t1 = now_ms();
     struct recognition res;
     rc = recognizer_run(w->rec, &img, t0 + w->cfg->job_timeout_seconds * 1000.0, &res, err);
+    int img_w = img.w, img_h = img.h; /* the space of the boxes: a large JPEG is decoded reduced */
     image_free(&img);
     if (rc == FR_ETIMEOUT) {
         metrics_job(MJ_TIMED_OUT);
@@ -141,6 +142,7 @@ static void run_job(struct worker *w, const struct queue_msg *m)
     buf_init(&b, (size_t)8 << 20);
     buf_printf(&b, "{\"job_id\":\"%s\",\"status\":\"done\",", id);
     recognition_json(&res, 0, &b);
+    buf_printf(&b, ",\"image\":{\"width\":%d,\"height\":%d}", img_w, img_h);
     buf_printf(&b, ",\"timing_ms\":{\"fetch_decode\":%.2f,\"detect\":%.2f,\"embed\":%.2f}}\n", t1 - t0,
                res.t.detect, res.t.align_embed);
     char answer[RECOGNIZER_NAME_MAX + 1];
