@@ -57,7 +57,18 @@ check "upload over MAX_FILE_MB: 400" [ "$(code -F inputFile=@"$tmp/big.jpg" "$ur
 check "... with a JSON error" grep -q '"status":"error"' "$tmp/body"
 check "chunked upload over MAX_FILE_MB: 400" [ "$(code -H 'Transfer-Encoding: chunked' -F inputFile=@"$tmp/big.jpg" "$url/")" = 400 ]
 check "not multipart: 400" [ "$(code -H 'Content-Type: application/octet-stream' --data-binary @"$photo" "$url/")" = 400 ]
-check "wrong method on /: 405" [ "$(code -X GET "$url/")" = 405 ]
+check "wrong method on /: 405" [ "$(code -X PUT "$url/")" = 405 ]
+# the page and its files, embedded in the binary (web/)
+ctype() { curl -s -o "$tmp/body" -w '%{http_code} %{content_type}' "$@"; }
+check "GET / is the page (text/html)" [ "$(ctype "$url/")" = "200 text/html; charset=utf-8" ]
+check "... the page itself" grep -q '<script src="/static/app.js"' "$tmp/body"
+check "HEAD / like GET, without a body" bash -c "[ \"\$(curl -s -I -o '$tmp/head' -w '%{http_code}' $url/)\" = 200 ] && grep -qi '^Content-Type: text/html' '$tmp/head' && [ \"\$(curl -s -I $url/ -o /dev/null -w '%{size_download}')\" = 0 ]"
+check "/static/app.js is JavaScript" [ "$(ctype "$url/static/app.js")" = "200 text/javascript; charset=utf-8" ]
+check "... the embedded bytes are web/app.js" bash -c "[ ! -f web/app.js ] || cmp -s web/app.js '$tmp/body'"
+check "/static/app.css is CSS" [ "$(ctype "$url/static/app.css")" = "200 text/css; charset=utf-8" ]
+check "unknown /static/x: 404" [ "$(code "$url/static/x")" = 404 ]
+check "no path outside the embedded files: 404" [ "$(code --path-as-is "$url/static/..%2F..%2FMakefile")" = 404 ]
+check "POST on /static/app.js: 405" [ "$(code -X POST "$url/static/app.js")" = 405 ]
 check "wrong method on /health: 405" [ "$(code -X DELETE "$url/health")" = 405 ]
 check "unknown route: 404" [ "$(code "$url/nowhere")" = 404 ]
 check "malformed job id: 400" [ "$(code "$url/status/not-a-uuid")" = 400 ]
@@ -78,6 +89,7 @@ kill $slow 2>/dev/null
 # a real photo: 200 with a result; filename with a path is sanitised
 check "photo: 200 done" [ "$(code -F "inputFile=@$photo;filename=../../etc/passwd.jpg" "$url/")" = 200 ]
 check "... result and faces" bash -c "grep -q '\"status\":\"done\"' '$tmp/body' && grep -q '\"faces\":\[{' '$tmp/body'"
+check "... and the size of the image the boxes refer to" grep -qE '"image":\{"width":[0-9]+,"height":[0-9]+\}' "$tmp/body"
 job=$(sed -n 's/.*"job_id":"\([0-9a-f-]*\)".*/\1/p' "$tmp/body")
 check "... job id is a UUID" bash -c "[[ '$job' =~ ^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$ ]]"
 [ $aws = 1 ] || check "... input stored under a sanitised key" [ -f "$DATA_DIR/objects/input-bucket/${job}_passwd.jpg" ]
@@ -113,6 +125,18 @@ if [ -f "$people/obama/obama.jpg" ]; then
     [ $aws = 1 ] && sleep 1.2 # remote galleries are re-checked at most once a second
     check "delete again: 404" [ "$(code -H "X-Api-Key: sesame" -X DELETE "$url/people/Barack%20Obama")" = 404 ]
     check "after deletion the photo is Unknown" bash -c "curl -s -F inputFile=@$people/obama/obama2.jpg $url/ | grep -q '\"result\":\"Unknown\"'"
+    # thumbnails: a name with odd characters round-trips through the URL and the store key
+    odd='Zo%C3%AB%20%22Q%22%20%3C%26%3E%20O%27Brien%3F%23%25%2B' # Zoë "Q" <&> O'Brien?#%+
+    oddkey=photo-$(printf '%s' 'Zoë "Q" <&> O'"'"'Brien?#%+' | od -An -v -tx1 | tr -d ' \n')
+    check "enrol an odd name: 200" [ "$(code -H "X-Api-Key: sesame" -F a=@"$people/biden/biden.jpg" "$url/people/$odd")" = 200 ]
+    check "... its thumbnail is a JPEG" [ "$(ctype -H "X-Api-Key: sesame" "$url/people/$odd/photo")" = "200 image/jpeg" ]
+    check "... the bytes are a JPEG" bash -c "head -c 3 '$tmp/body' | od -An -tx1 | grep -q 'ff d8 ff'"
+    [ $aws = 1 ] || check "... stored under photo-{hex of the name}" cmp -s "$tmp/body" "$DATA_DIR/objects/output-bucket/$oddkey"
+    check "thumbnail without the API key: 401" [ "$(code "$url/people/$odd/photo")" = 401 ]
+    check "thumbnail of no one: 404" [ "$(code -H "X-Api-Key: sesame" "$url/people/Nobody/photo")" = 404 ]
+    check "thumbnail of a bad name: 400" [ "$(code -H "X-Api-Key: sesame" "$url/people/..%2Fx/photo")" = 400 ]
+    check "delete the odd name: 200" [ "$(code -H "X-Api-Key: sesame" -X DELETE "$url/people/$odd")" = 200 ]
+    check "... its thumbnail is gone: 404" [ "$(code -H "X-Api-Key: sesame" "$url/people/$odd/photo")" = 404 ]
 else
     echo "note: $people absent: enrolment not checked"
 fi
