@@ -3,7 +3,7 @@
 //   FACEREC_URL   the service (API_KEY set to FACEREC_KEY, MAX_WAIT_SECONDS=0: every upload
 //                 answers 202 and the page must poll /status/{id})
 //   FACES         ../shared/datasets/faces
-//   ARTIFACTS     where web.png (and web-fail.png on a failure) go
+//   ARTIFACTS     where web.png, web-people.png (and web-fail.png on a failure) go
 //   CHROMIUM      the browser binary
 // Prints one line per check and "N checks, M failed"; exits 1 when a check failed.
 'use strict';
@@ -194,6 +194,8 @@ const person = (page, name) => page.locator('li.person', { has: page.locator('.n
 
     // ---- deletion ----
     await page.goto(url + '/#people');
+    await person(page, 'Joe Biden').locator('.thumb img').waitFor();
+    await page.screenshot({ path: path.join(artifacts, 'web-people.png') });
     await step('delete removes the person from the list', async () => {
       const li = person(page, '<b>Kit');
       await li.locator('button.delete').click();

@@ -240,7 +240,8 @@
       return;
     }
     renderPeople(data.people);
-    setStatus(status, data.people.length ? plural(data.people.length, 'person') + ' enrolled.' : 'No one is enrolled yet.');
+    const n = data.people.length;
+    setStatus(status, n ? `${n} ${n === 1 ? 'person' : 'people'} enrolled.` : 'No one is enrolled yet.');
   }
 
   function renderPeople(people) {

@@ -5,6 +5,8 @@
  *   GET  /status/{id}    200 result, 202 pending, 404 unknown, 400 malformed id
  *   GET  /health         200 {"status":"ok"} or 503 with the reason
  *   POST /people/{name}, GET /people, DELETE /people/{name}: the gallery (X-Api-Key when set)
+ *   GET  /people/{name}/photo  the face thumbnail stored at enrolment (image/jpeg; X-Api-Key)
+ *   GET  /, /static/{file}     the web page and its files (web.h); HEAD works as GET everywhere
  *
  * Requests are capped: headers (32 KiB), upload (MAX_FILE_MB), slow clients (timeout). Every
  * error is a JSON body {"status":"error","error":"..."} with a 4xx or 5xx code. */
