@@ -55,6 +55,7 @@ async function step(what, fn) {
 async function enrol(page, name, files) {
   await page.fill('#enrol-name', name);
   await page.setInputFiles('#enrol-photos', files);
+  await page.$eval('#enrol-status', (e) => (e.textContent = '')); // no earlier answer counts
   await page.click('#enrol-button');
   await page.waitForFunction(
     () => /Enrolled|Not enrolled/.test(document.getElementById('enrol-status').textContent),
