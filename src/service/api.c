@@ -647,7 +647,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **state,
         static const enum metrics_route by_route[] = {
             [R_NONE] = MR_OTHER, [R_UPLOAD] = MR_UPLOAD, [R_STATUS] = MR_STATUS, [R_HEALTH] = MR_HEALTH,
             [R_METRICS] = MR_METRICS, [R_PEOPLE] = MR_PEOPLE, [R_ENROL] = MR_PEOPLE,
-            [R_UNENROL] = MR_PEOPLE, [R_NOT_FOUND] = MR_OTHER, [R_BAD_METHOD] = MR_OTHER};
+            [R_UNENROL] = MR_PEOPLE, [R_NOT_FOUND] = MR_OTHER, [R_BAD_METHOD] = MR_OTHER,
+            [R_PAGE] = MR_PAGE, [R_PHOTO] = MR_PEOPLE};
         metrics_request(rq->route < sizeof by_route / sizeof *by_route ? by_route[rq->route] : MR_OTHER,
                         (int)info->http_status);
     }
