@@ -125,7 +125,7 @@ poison() { curl -s "http://127.0.0.1:$mport/metrics" | grep -qx 'facerec_jobs_to
 check "a standalone worker serves its metrics on METRICS_PORT" wait_for 5 poison
 kill $worker $scaler; wait $worker $scaler 2>/dev/null
 scaler=
-check "the command ran only on changes" [ "$(wc -l <"$tmp/counts")" -le 4 ]
+check "the command ran only on changes" [ -z "$(uniq -d "$tmp/counts")" ]
 
 echo "$checks checks, $failed failed"
 [ "$failed" = 0 ] || { echo "--- serve.log (tail)"; tail -n 40 "$tmp/serve.log"; }
