@@ -57,7 +57,7 @@ split() {
         WORKERS=${wt%x*} WORKER_THREADS=${wt#*x} serve "split-$wt"
         "$bin" loadtest "$url/" --requests 20 --concurrency 4 "$photo" >/dev/null
         "$bin" loadtest "$url/" --requests 200 --concurrency 32 --json "$out/split-$wt.json" "$photo" >/dev/null
-        printf '%s workers x threads: %s photos/s\n' "$wt" "$(pps "$out/split-$wt.json")"
+        printf '%s workers x threads: %.1f photos/s\n' "$wt" "$(pps "$out/split-$wt.json")"
         stop
     done
 }

@@ -11,6 +11,7 @@
 #include "check.h"
 #include "vision/image.h"
 #include "vision/mtcnn.h"
+#include "vision/pipeline.h"
 
 #define DATA "../shared/datasets/faces"
 
@@ -184,6 +185,43 @@ static void test_no_face(void)
     CHECK(mtcnn_detect(m, &one, &o, &f, &n, err) == FR_EINVAL);
 }
 
+/* A photo decoded reduced (in the DCT domain) gives the same faces, in the stored photo's
+ * coordinates, as the photo decoded in full. */
+static void test_reduced(const char *models)
+{
+    const char *dir = getenv("FACEREC_FIXTURES");
+    char path[512], err[FR_ERR_LEN];
+    snprintf(path, sizeof path, "%s/sample1.jpg", dir && *dir ? dir : "build/fixtures");
+    size_t len;
+    uint8_t *bytes = check_read_file(path, &len);
+    if (!bytes) {
+        printf("note: %s absent (make fixtures): reduced decoding not checked\n", path);
+        return;
+    }
+    struct recognizer *r;
+    struct image full = {0}, small = {0};
+    struct recognition a = {0}, b = {0};
+    CHECK(recognizer_open(models, NULL, &r, err) == 0);
+    CHECK(image_decode(bytes, len, NULL, &full, err) == 0 && full.full_w == 0);
+    CHECK(image_decode_reduced(bytes, len, NULL, full.w / 4, &small, err) == 0);
+    CHECK_MSG(small.w == (full.w + 3) / 4 && small.full_w == full.w && small.full_h == full.h,
+              "reduced %dx%d of %dx%d", small.w, small.h, small.full_w, small.full_h);
+    CHECK(recognizer_run(r, &full, 0, &a, err) == 0 && recognizer_run(r, &small, 0, &b, err) == 0);
+    CHECK_MSG(a.n == b.n && a.n >= 3, "%d faces in full, %d reduced", a.n, b.n);
+    for (int i = 0; i < a.n; i++) {
+        float best = 0;
+        for (int j = 0; j < b.n; j++)
+            best = fmaxf(best, iou(a.faces[i].det.box, b.faces[j].det.box));
+        CHECK_MSG(best > 0.6f, "face %d: best IoU %.2f with the reduced decode's faces", i, best);
+    }
+    recognition_free(&a);
+    recognition_free(&b);
+    image_free(&full);
+    image_free(&small);
+    recognizer_close(r);
+    free(bytes);
+}
+
 int main(void)
 {
     const char *models = getenv("FACEREC_MODELS");
@@ -194,6 +232,7 @@ int main(void)
     test_dataset_groups();
     test_twenty();
     test_fixtures();
+    test_reduced(models);
     mtcnn_close(m);
     return check_done();
 }

@@ -83,14 +83,18 @@ int people_photo_make(const struct image *img, const struct face_box *box, uint8
 {
     *jpeg = NULL;
     *len = 0;
-    double bw = box->box[2] - box->box[0], bh = box->box[3] - box->box[1];
-    if (!(bw > 0) || !(bh > 0) || img->w <= 0 || img->h <= 0)
-        return fr_fail(err, FR_EINVAL, "empty face box");
+    if (img->w <= 0 || img->h <= 0) return fr_fail(err, FR_EINVAL, "empty image");
+    int fw, fh; /* the box is in the stored photo's pixels; img may be decoded reduced */
+    image_full_size(img, &fw, &fh);
+    double sx = (double)img->w / fw, sy = (double)img->h / fh;
+    double bx[4] = {box->box[0] * sx, box->box[1] * sy, box->box[2] * sx, box->box[3] * sy};
+    double bw = bx[2] - bx[0], bh = bx[3] - bx[1];
+    if (!(bw > 0) || !(bh > 0)) return fr_fail(err, FR_EINVAL, "empty face box");
     /* the face with some hair and chin around it; inside the image when the image allows */
     double side = 1.5 * (bw > bh ? bw : bh);
     double lim = img->w < img->h ? img->w : img->h;
     if (side > lim) side = lim;
-    double x0 = (box->box[0] + box->box[2] - side) / 2, y0 = (box->box[1] + box->box[3] - side) / 2;
+    double x0 = (bx[0] + bx[2] - side) / 2, y0 = (bx[1] + bx[3] - side) / 2;
     if (x0 + side > img->w) x0 = img->w - side;
     if (y0 + side > img->h) y0 = img->h - side;
     if (x0 < 0) x0 = 0;

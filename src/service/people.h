@@ -45,7 +45,8 @@ void people_cache_free(struct people_cache *pc);
 /* Writes the thumbnail's object key for a valid person name into key. */
 void people_photo_key(const char *name, char key[PEOPLE_PHOTO_KEY_LEN + 1]);
 
-/* Encodes the thumbnail of the face at box in img: a square around the face, grown past the box
+/* Encodes the thumbnail of the face at box (in the stored photo's pixels, as recognizer_run
+ * reports them, also when img was decoded reduced) in img: a square around the face, grown past the box
  * and kept inside the image where it fits, as a PEOPLE_PHOTO_SIDE px JPEG into *jpeg (caller
  * frees). Returns 0, FR_EINVAL (empty box), FR_ENOMEM or the image_encode_jpeg errors. */
 int people_photo_make(const struct image *img, const struct face_box *box, uint8_t **jpeg,

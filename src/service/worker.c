@@ -119,7 +119,8 @@ static void run_job(struct worker *w, const struct queue_msg *m)
     double t1 = now_ms();
     struct recognition res;
     rc = recognizer_run(w->rec, &img, t0 + w->cfg->job_timeout_seconds * 1000.0, &res, err);
-    int img_w = img.w, img_h = img.h; /* the space of the boxes: a large JPEG is decoded reduced */
+    int img_w, img_h; /* the stored photo's size: the space of the boxes */
+    image_full_size(&img, &img_w, &img_h);
     image_free(&img);
     if (rc == FR_ETIMEOUT) {
         metrics_job(MJ_TIMED_OUT);

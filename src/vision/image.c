@@ -42,8 +42,7 @@ void image_free(struct image *img)
 {
     if (!img) return;
     free(img->px);
-    img->px = NULL;
-    img->w = img->h = 0;
+    *img = (struct image){0};
 }
 
 static uint32_t rd16(const uint8_t *p, int big_endian)
@@ -231,6 +230,8 @@ int image_rotate_orient(struct image *img, int orientation, char err[FR_ERR_LEN]
     img->px = dst;
     img->w = (int)h;
     img->h = (int)w;
+    int fw = img->full_w;
+    img->full_w = img->full_h, img->full_h = fw;
     return 0;
 }
 
@@ -341,7 +342,8 @@ static void cmyk_to_rgb(const uint8_t *in, uint8_t *out, size_t w, int inverted)
 
 /* Decodes into c->px; on return c holds everything to free. *w, *h set on success. */
 static int jpeg_run(struct jpeg_ctx *c, const uint8_t *buf, size_t len,
-                    const struct image_limits *lim, int min_side, int *w, int *h, char *err)
+                    const struct image_limits *lim, int min_side, int *w, int *h, int *full_w,
+                    int *full_h, char *err)
 {
     if (setjmp(c->jmp)) {
         switch (c->code) {
@@ -427,6 +429,8 @@ static int jpeg_run(struct jpeg_ctx *c, const uint8_t *buf, size_t len,
      * cannot change them. */
     *w = ow;
     *h = oh;
+    *full_w = (int)ci->image_width;
+    *full_h = (int)ci->image_height;
     return 0;
 }
 
@@ -439,14 +443,15 @@ static int decode_jpeg(const uint8_t *buf, size_t len, const struct image_limits
 #endif
     struct jpeg_ctx *c = calloc(1, sizeof *c); /* ~1 KB of jmp_buf and structs: keep off stack */
     if (!c) return fr_fail(err, FR_ENOMEM, "out of memory");
-    int w = 0, h = 0;
-    int rc = jpeg_run(c, buf, len, lim, min_side, &w, &h, err);
+    int w = 0, h = 0, full_w = 0, full_h = 0;
+    int rc = jpeg_run(c, buf, len, lim, min_side, &w, &h, &full_w, &full_h, err);
     jpeg_destroy_decompress(&c->cinfo); /* safe on a struct never created: mem is NULL */
     free(c->row);
     if (rc == 0) {
         out->w = w;
         out->h = h;
         out->px = c->px;
+        if (full_w != w || full_h != h) out->full_w = full_w, out->full_h = full_h;
     } else {
         free(c->px);
     }

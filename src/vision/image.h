@@ -45,7 +45,15 @@
 struct image {
     int w, h;
     uint8_t *px;
+    int full_w, full_h; /* the stored image's size when px was decoded reduced; else 0 (= w, h) */
 };
+
+/* The stored image's size: full_w, full_h when set, else w, h. */
+static inline void image_full_size(const struct image *img, int *w, int *h)
+{
+    *w = img->full_w > 0 ? img->full_w : img->w;
+    *h = img->full_h > 0 ? img->full_h : img->h;
+}
 
 /* Caps on untrusted input. All fields must be positive. */
 struct image_limits {
@@ -85,7 +93,8 @@ int image_decode(const uint8_t *buf, size_t len, const struct image_limits *lim,
 
 /* As image_decode, but a JPEG may be decoded at 1/2, 1/4 or 1/8 of its size (in the DCT domain,
  * several times faster) as long as its longest side stays >= min_side; 0 decodes in full. Other
- * formats decode in full. Caps apply to the stored size. */
+ * formats decode in full. Caps apply to the stored size, which a reduced image keeps in
+ * full_w, full_h (EXIF orientation applied to both). */
 int image_decode_reduced(const uint8_t *buf, size_t len, const struct image_limits *lim,
                          int min_side, struct image *out, char err[FR_ERR_LEN]) FR_MUST_USE;
 

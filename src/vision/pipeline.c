@@ -111,8 +111,21 @@ int recognizer_run(struct recognizer *r, const struct image *img, double deadlin
     out->t.align_embed = now_ms() - t0;
     out->n = n;
     free(boxes);
-    if (rc) recognition_free(out);
-    return rc;
+    if (rc) {
+        recognition_free(out);
+        return rc;
+    }
+    /* the client's coordinates are the stored photo's, also when it was decoded reduced */
+    int fw, fh;
+    image_full_size(img, &fw, &fh);
+    float sx = (float)fw / (float)img->w, sy = (float)fh / (float)img->h;
+    for (int i = 0; i < n && (fw != img->w || fh != img->h); i++) {
+        struct face_box *b = &out->faces[i].det;
+        b->box[0] *= sx, b->box[1] *= sy, b->box[2] *= sx, b->box[3] *= sy;
+        for (int k = 0; k < 5; k++)
+            b->lm[2 * k] *= sx, b->lm[2 * k + 1] *= sy;
+    }
+    return 0;
 }
 
 void recognition_match(struct recognition *res, const struct gallery *g, float threshold)
