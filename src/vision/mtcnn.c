@@ -246,6 +246,7 @@ static int stage_pnet(struct mtcnn *m, const struct warp_src *src, const struct 
             rc = warp_resize(&v, 0, 0, pv->hs, pv->ws, hs, ws, 0, cur);
         }
         m->t.prepare += now_ms() - t0;
+        t0 = now_ms();
         if (rc) {
             fr_fail(err, rc, "pyramid resampling failed");
             break;

@@ -62,6 +62,11 @@ int recognizer_decode(const struct recognizer *r, const uint8_t *buf, size_t len
     return image_decode_reduced(buf, len, lim, 2 * r->opts.detect.max_side, out, err);
 }
 
+void recognizer_detect_timing(const struct recognizer *r, struct mtcnn_timing *t)
+{
+    mtcnn_last_timing(r->det, t);
+}
+
 void recognition_free(struct recognition *res)
 {
     free(res->faces);

@@ -74,6 +74,9 @@ void recognition_match(struct recognition *res, const struct gallery *g, float t
 
 void recognition_free(struct recognition *res);
 
+/* Detection's stage timing of the last recognizer_run (benchmarks). */
+void recognizer_detect_timing(const struct recognizer *r, struct mtcnn_timing *t);
+
 /* The one-line answer: the largest face's name, "Unknown" when it matches no one, "No face". */
 const char *recognition_result(const struct recognition *res);
 
