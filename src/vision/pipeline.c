@@ -59,7 +59,7 @@ void recognizer_close(struct recognizer *r)
 int recognizer_decode(const struct recognizer *r, const uint8_t *buf, size_t len,
                       const struct image_limits *lim, struct image *out, char err[FR_ERR_LEN])
 {
-    return image_decode_reduced(buf, len, lim, 2 * r->opts.detect.max_side, out, err);
+    return image_decode_reduced(buf, len, lim, 3 * r->opts.detect.max_side / 2, out, err);
 }
 
 void recognizer_detect_timing(const struct recognizer *r, struct mtcnn_timing *t)
