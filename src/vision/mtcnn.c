@@ -47,17 +47,19 @@ struct scratch {
     size_t cap; /* floats */
 };
 
-/* One pyramid level: the detection image scaled by (sx, sy), stored transposed [ws][hs][3]. */
+/* One pyramid level: the detection image scaled by (sx, sy) to ws x hs, stored transposed and
+ * padded with black to P-Net's input, [pws][phs][3]. Read as a picture of pws x phs, the padding
+ * gives what reads outside a picture give (black), so crops may read it as they are. */
 struct level {
     struct scratch buf;
-    int ws, hs;
+    int ws, hs, pws, phs;
     double sx, sy;
 };
 
 struct mtcnn {
     struct nn_net *pnet, *rnet, *onet;
     struct mtcnn_timing t;
-    struct scratch work, crops, pnet_in;
+    struct scratch work, crops;
     struct level levels[MAX_LEVELS];
     int nlevels;
 };
@@ -102,7 +104,6 @@ void mtcnn_close(struct mtcnn *m)
     nn_net_close(m->onet);
     free(m->work.p);
     free(m->crops.p);
-    free(m->pnet_in.p);
     for (int i = 0; i < MAX_LEVELS; i++)
         free(m->levels[i].buf.p);
     free(m);
@@ -238,43 +239,35 @@ static int stage_pnet(struct mtcnn *m, const struct warp_src *src, const struct 
         if ((rc = past(o, err))) break;
         struct level *lv = &m->levels[m->nlevels];
         int ws = (int)ceil(src->w * scale), hs = (int)ceil(src->h * scale);
-        float *cur = scratch_get(&lv->buf, (size_t)ws * hs * 3);
-        if (!cur) {
+        int pws = (ws + PNET_PAD - 1) / PNET_PAD * PNET_PAD;
+        int phs = (hs + PNET_PAD - 1) / PNET_PAD * PNET_PAD;
+        float *in = scratch_get(&lv->buf, (size_t)pws * phs * 3);
+        if (!in) {
             rc = fr_fail(err, FR_ENOMEM, "out of memory for the pyramid");
             break;
         }
         double t0 = now_ms();
         if (m->nlevels == 0) {
-            rc = warp_resize(src, 0, 0, src->w, src->h, ws, hs, 1, cur);
+            rc = warp_resize_pitch(src, 0, 0, src->w, src->h, ws, hs, 1, phs, in);
         } else { /* from the previous level, itself transposed: a view [ws'][hs'] */
             const struct level *pv = lv - 1;
-            struct warp_src v = {pv->hs, pv->ws, NULL, pv->buf.p};
-            rc = warp_resize(&v, 0, 0, pv->hs, pv->ws, hs, ws, 0, cur);
+            struct warp_src v = {pv->phs, pv->pws, NULL, pv->buf.p};
+            rc = warp_resize_pitch(&v, 0, 0, pv->hs, pv->ws, hs, ws, 0, phs, in);
         }
-        m->t.prepare += now_ms() - t0;
-        t0 = now_ms();
         if (rc) {
+            m->t.prepare += now_ms() - t0;
             fr_fail(err, rc, "pyramid resampling failed");
-            break;
-        }
-        lv->ws = ws, lv->hs = hs;
-        lv->sx = (double)ws / src->w, lv->sy = (double)hs / src->h; /* actual, after rounding */
-        m->nlevels++;
-        int pws = (ws + PNET_PAD - 1) / PNET_PAD * PNET_PAD;
-        int phs = (hs + PNET_PAD - 1) / PNET_PAD * PNET_PAD;
-        float *in = scratch_get(&m->pnet_in, (size_t)pws * phs * 3);
-        if (!in) {
-            rc = fr_fail(err, FR_ENOMEM, "out of memory for the pyramid");
             break;
         }
         for (int x = 0; x < pws; x++) {
             float *row = in + (size_t)x * phs * 3;
-            int keep = x < ws ? hs * 3 : 0;
-            if (keep) memcpy(row, cur + (size_t)x * hs * 3, (size_t)keep * sizeof(float));
-            for (int k = keep; k < phs * 3; k++)
+            for (int k = x < ws ? hs * 3 : 0; k < phs * 3; k++)
                 row[k] = BLACK;
         }
         m->t.prepare += now_ms() - t0;
+        lv->ws = ws, lv->hs = hs, lv->pws = pws, lv->phs = phs;
+        lv->sx = (double)ws / src->w, lv->sy = (double)hs / src->h; /* actual, after rounding */
+        m->nlevels++;
         t0 = now_ms();
         struct nn_shape shape = {4, {1, pws, phs, 3}};
         struct nn_output po[NN_MAX_IO];
@@ -329,7 +322,7 @@ static int crop(const struct mtcnn *m, const struct warp_src *src, const float *
     if (!best) return warp_resize(src, b[0], b[1], b[2], b[3], size, size, 1, dst);
     /* the level is stored transposed: as an image its rows are x and its columns y, and the
      * crop of that view, not transposed, is the transposed crop we want */
-    struct warp_src v = {best->hs, best->ws, NULL, best->buf.p};
+    struct warp_src v = {best->phs, best->pws, NULL, best->buf.p};
     return warp_resize(&v, b[1] * best->sy, b[0] * best->sx, b[3] * best->sy, b[2] * best->sx,
                        size, size, 0, dst);
 }

@@ -113,7 +113,14 @@ static void add_row(const struct warp_src *src, int y, int x0, int x1, float w, 
 int warp_resize(const struct warp_src *src, double x0, double y0, double x1, double y1, int dw,
                 int dh, int transpose, float *dst)
 {
-    if (dw <= 0 || dh <= 0 || !(x1 > x0) || !(y1 > y0) || src->w <= 0 || src->h <= 0)
+    return warp_resize_pitch(src, x0, y0, x1, y1, dw, dh, transpose, transpose ? dh : dw, dst);
+}
+
+int warp_resize_pitch(const struct warp_src *src, double x0, double y0, double x1, double y1,
+                      int dw, int dh, int transpose, int pitch, float *dst)
+{
+    if (dw <= 0 || dh <= 0 || !(x1 > x0) || !(y1 > y0) || src->w <= 0 || src->h <= 0 ||
+        pitch < (transpose ? dh : dw))
         return FR_EINVAL;
     struct taps tx = {0}, ty = {0};
     if (taps_make(&tx, x0, x1, dw) || taps_make(&ty, y0, y1, dh)) {
@@ -125,7 +132,7 @@ int warp_resize(const struct warp_src *src, double x0, double y0, double x1, dou
     size_t span = (size_t)(cx1 - cx0);
     float *acc = malloc((span * 3 + 1) * sizeof(float)); /* + 1: 4-lane reads of a pixel */
     int rc = acc ? 0 : FR_ENOMEM;
-    size_t ostep = transpose ? (size_t)dh * 3 : 3; /* between horizontally adjacent outputs */
+    size_t ostep = transpose ? (size_t)pitch * 3 : 3; /* between horizontally adjacent outputs */
     for (int j = 0; j < dh && !rc; j++) {
         /* vertical pass: weighted sum of the source rows into acc */
         memset(acc, 0, (span * 3 + 1) * sizeof(float));
@@ -133,7 +140,7 @@ int warp_resize(const struct warp_src *src, double x0, double y0, double x1, dou
         for (int k = 0; k < ty.count[j]; k++)
             add_row(src, ty.first[j] + k, cx0, cx1, wy[k], acc);
         /* horizontal pass */
-        float *o = dst + (transpose ? (size_t)j : (size_t)j * dw) * 3;
+        float *o = dst + (transpose ? (size_t)j : (size_t)j * pitch) * 3;
         for (int i = 0; i < dw; i++, o += ostep) {
             const float *wx = tx.w + (size_t)i * tx.maxtaps;
             const float *a = acc + (size_t)(tx.first[i] - cx0) * 3;
