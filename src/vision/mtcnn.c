@@ -74,7 +74,7 @@ static float *scratch_get(struct scratch *s, size_t n)
     return s->p;
 }
 
-int mtcnn_open(const char *dir, int threads, struct mtcnn **out, char err[FR_ERR_LEN])
+int mtcnn_open(const char *dir, pthreadpool_t pool, struct mtcnn **out, char err[FR_ERR_LEN])
 {
     *out = NULL;
     struct mtcnn *m = calloc(1, sizeof *m);
@@ -83,7 +83,7 @@ int mtcnn_open(const char *dir, int threads, struct mtcnn **out, char err[FR_ERR
     struct nn_net **nets[3] = {&m->pnet, &m->rnet, &m->onet};
     for (int i = 0; i < 3; i++) {
         /* P-Net sees ten shapes per photo size: keep the executors of several sizes */
-        struct nn_opts o = {.threads = threads > 0 ? threads : 1, .max_shapes = i == 0 ? 96 : 32};
+        struct nn_opts o = {.threads = 1, .pool = pool, .max_shapes = i == 0 ? 96 : 32};
         char path[4096];
         snprintf(path, sizeof path, "%s/%s.tflite", dir, names[i]);
         int rc = nn_net_open(path, &o, nets[i], err);
