@@ -1,4 +1,5 @@
 /* main.c: the facerec binary: one command with subcommands. */
+#include <malloc.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -38,8 +39,20 @@ static int usage(FILE *f)
     return f == stdout ? 0 : 2;
 }
 
+/* Photos are decoded into buffers of several megabytes (a progressive JPEG's coefficients: 17 MB
+ * for 2000x1428) allocated and freed for every photo. By default glibc maps such blocks fresh
+ * and unmaps them on free, so each photo page-faults its buffers in again: 97 of the 132 ms of a
+ * progressive 2000x1428 decode. Blocks up to 32 MB (glibc's ceiling for this setting) come from
+ * the heap instead, and up to 128 MB of freed heap stays mapped for the next photo. */
+static void tune_malloc(void)
+{
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    mallopt(M_TRIM_THRESHOLD, 128 << 20);
+}
+
 int main(int argc, char **argv)
 {
+    tune_malloc();
     if (argc < 2) return usage(stderr);
     const char *cmd = argv[1];
     if (!strcmp(cmd, "help") && argc >= 3 && !strcmp(argv[2], "config")) {

@@ -167,7 +167,7 @@ int main(void)
     char err[FR_ERR_LEN], line[1024];
     struct mtcnn *m;
     struct embedder *e;
-    if (mtcnn_open(models, 1, &m, err) || embed_open(models, 1, &e, err)) {
+    if (mtcnn_open(models, NULL, &m, err) || embed_open(models, NULL, &e, err)) {
         fprintf(stderr, "%s\n", err);
         return 1;
     }

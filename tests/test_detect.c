@@ -227,7 +227,7 @@ int main(void)
     const char *models = getenv("FACEREC_MODELS");
     if (!models || !*models) models = "models";
     char err[FR_ERR_LEN];
-    if (mtcnn_open(models, 1, &m, err)) return check_skip(err);
+    if (mtcnn_open(models, NULL, &m, err)) return check_skip(err);
     test_no_face();
     test_dataset_groups();
     test_twenty();

@@ -327,6 +327,24 @@ static void test_depthwise_kernel(int iter)
     compare(g, what);
 }
 
+/* A max pool with the PReLU before it fused in (R-Net's and O-Net's 3x3 stride 2 pools, SAME
+ * and VALID; channels not always a multiple of 16), with a fused clamp sometimes. */
+static void test_pool_kernel(int iter)
+{
+    int f = rint_(2, 3), s = rint_(1, 2), c = rint_(0, 1) ? 16 * rint_(1, 4) : rint_(1, 70);
+    struct nn_graph *g = new_graph(nhwc(rint_(1, 3), rint_(f, 25), rint_(f, 25), c));
+    int x = prelu_after(g, g->inputs[0], c);
+    struct nn_node *nd = add_node(g, NN_OP_MAX_POOL_2D, x, -1, -1);
+    nd->filter_h = nd->filter_w = f, nd->stride_h = nd->stride_w = s;
+    nd->pad = rint_(0, 1) ? NN_PAD_SAME : NN_PAD_VALID;
+    nd->act = iter % 4 == 3 ? NN_ACT_RELU6 : NN_ACT_NONE;
+    char what[160];
+    snprintf(what, sizeof what, "pool kernel #%d %dx%d s%d c%d %s%s", iter, f, f, s, c,
+             nd->pad == NN_PAD_SAME ? "same" : "valid", nd->act ? " relu6" : "");
+    expect_claim(g, 1, 2, what);
+    compare(g, what);
+}
+
 /* Ops XNNPACK lacks: the net falls back to the reference kernels and still runs. */
 static void test_fallback(void)
 {
@@ -393,6 +411,8 @@ int main(void)
         test_narrow(i);
     for (int i = 0; i < 60; i++)
         test_depthwise_kernel(i);
+    for (int i = 0; i < 40; i++)
+        test_pool_kernel(i);
     test_fallback();
     return check_done();
 }

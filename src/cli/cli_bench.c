@@ -241,8 +241,8 @@ static int bench_pipeline(int argc, char **argv)
         }
         const uint8_t *bytes = (const uint8_t *)file.data;
         long len = (long)file.len;
-        double *t = calloc((size_t)repeat * 4, sizeof *t);
-        int faces = 0, w = 0, h = 0;
+        double *t = calloc((size_t)repeat * 9, sizeof *t);
+        int faces = 0, w = 0, h = 0, props = 0, refined = 0;
         for (int it = -2; it < repeat && !status; it++) {
             struct image img = {0};
             struct recognition res;
@@ -256,6 +256,12 @@ static int bench_pipeline(int argc, char **argv)
             } else if (it >= 0) {
                 t[it] = t1 - t0, t[repeat + it] = res.t.detect, t[2 * repeat + it] = res.t.align_embed;
                 t[3 * repeat + it] = t2 - t0;
+                struct mtcnn_timing mt;
+                recognizer_detect_timing(r, &mt);
+                t[4 * repeat + it] = mt.prepare, t[5 * repeat + it] = mt.pnet;
+                t[6 * repeat + it] = mt.crops, t[7 * repeat + it] = mt.rnet;
+                t[8 * repeat + it] = mt.onet;
+                props = mt.proposals, refined = mt.refined;
                 faces = res.n, w = img.w, h = img.h;
             }
             if (!rc) recognition_free(&res);
@@ -274,6 +280,12 @@ static int bench_pipeline(int argc, char **argv)
                        "total %.2f ms (%.1f photos/s, median of %d)\n",
                        argv[i], w, h, faces, faces == 1 ? "" : "s", dec, det, emb, tot, 1000.0 / tot,
                        repeat);
+            if (!json)
+                printf("  detect stages: pyramid %.2f ms, P-Net %.2f, crops %.2f, R-Net %.2f "
+                       "(with crops), O-Net %.2f (with crops); %d proposals, %d refined\n",
+                       median(t + 4 * repeat, repeat), median(t + 5 * repeat, repeat),
+                       median(t + 6 * repeat, repeat), median(t + 7 * repeat, repeat),
+                       median(t + 8 * repeat, repeat), props, refined);
         }
         free(t);
         buf_free(&file);

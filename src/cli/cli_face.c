@@ -64,8 +64,8 @@ int cli_detect(int argc, char **argv)
     char err[FR_ERR_LEN];
     struct mtcnn *m = NULL;
     struct embedder *e = NULL;
-    if (mtcnn_open(cli_models_dir(), 1, &m, err) ||
-        (embed && embed_open(cli_models_dir(), 1, &e, err))) {
+    if (mtcnn_open(cli_models_dir(), NULL, &m, err) ||
+        (embed && embed_open(cli_models_dir(), NULL, &e, err))) {
         mtcnn_close(m);
         return cli_error("%s", err);
     }

@@ -25,6 +25,7 @@ struct nn_net {
     struct nn_graph *g;
     enum nn_backend backend;
     pthreadpool_t pool;
+    int own_pool; /* created here (else borrowed from nn_opts) */
     struct entry *cache;
     int ncache, max_cache;
     uint64_t clock;
@@ -129,8 +130,12 @@ int nn_net_from_graph(struct nn_graph *g, const struct nn_opts *opts, struct nn_
     if (!rc && net->backend == NN_BACKEND_XNNPACK) {
         if (!nn_xnn_supports(g, NULL) || nn_xnn_init(err) != 0)
             net->backend = NN_BACKEND_REF;
+        else if (opts->pool)
+            net->pool = opts->pool;
         else if (opts->threads > 1 && !(net->pool = pthreadpool_create((size_t)opts->threads)))
             rc = fr_fail(err, FR_ENOMEM, "cannot create a thread pool of %d", opts->threads);
+        else
+            net->own_pool = net->pool != NULL;
     }
     if (rc) {
         nn_net_close(net);
@@ -155,7 +160,7 @@ void nn_net_close(struct nn_net *net)
     for (int i = 0; i < net->ncache; i++)
         entry_clear(&net->cache[i]);
     free(net->cache);
-    if (net->pool) pthreadpool_destroy(net->pool);
+    if (net->own_pool) pthreadpool_destroy(net->pool);
     nn_graph_free(net->g);
     free(net);
 }

@@ -16,12 +16,17 @@
 #ifndef FR_NN_H
 #define FR_NN_H
 
+#include <pthreadpool.h>
+
 #include "nn/graph.h"
 
 enum nn_backend { NN_BACKEND_XNNPACK, NN_BACKEND_REF };
 
 struct nn_opts {
     int threads;          /* XNNPACK threads for this net; 1 (default) runs on the caller */
+    pthreadpool_t pool;   /* when set, run on this pool instead (shared, not owned: several nets
+                             used in turn share one pool, rather than each keeping threads that
+                             spin while another net runs) */
     enum nn_backend backend;
     int no_fuse;          /* keep the graph as the file spells it */
     int max_shapes;       /* executors kept at once (default 32) */

@@ -19,6 +19,7 @@ struct step {
 
 struct nn_plan {
     const struct nn_graph *g;
+    pthreadpool_t pool; /* the kernels' (not owned) */
     struct step *steps;
     int nsteps;
     int *slot;    /* per tensor: a buffer index, SLOT_INPUT, an output, or SLOT_NONE */
@@ -126,6 +127,7 @@ int nn_plan_build(const struct nn_graph *g, const struct nn_shape *shapes, pthre
         goto done;
     }
     p->g = g;
+    p->pool = pool;
     for (int i = 0; i < g->noutputs; i++) {
         int t = g->outputs[i];
         if (t == g->inputs[0] || graph_output(g, t) != i) {
@@ -167,11 +169,13 @@ int nn_plan_build(const struct nn_graph *g, const struct nn_shape *shapes, pthre
     /* first the kernels, in node order (one may take a node before its own, such as the
      * PReLU that writes a depthwise input), then steps in node order: a kernel where its first
      * node was, XNNPACK segments for the runs between */
-    int use_kern = kernels && !pool && nn_kern_available(), ns = 0, open = -1;
+    int use_kern = kernels && nn_kern_available(), ns = 0, open = -1;
+    int parts = pool ? (int)pthreadpool_get_threads_count(pool) : 1;
     for (int n = 0; n < N && use_kern; n++) {
         if (taken[n]) continue;
         int c = nn_kern_claim(g, shapes, b.readers, taken, n, &b.kern_at[n],
                               b.kern_nodes + (size_t)n * NN_KERN_MAX_NODES, &b.kern_count[n]);
+        if (c > 0 && nn_kern_set_parts(b.kern_at[n], parts)) c = FR_ENOMEM;
         if (c < 0) {
             rc = fr_fail(err, c, "out of memory");
             goto done;
@@ -322,7 +326,7 @@ int nn_plan_run(struct nn_plan *p, const float *input, float *const *outs, char 
         }
         if (st->kern) {
             float *y[2] = {st->ptrs[1], st->next > 2 ? st->ptrs[2] : NULL};
-            nn_kern_run(st->kern, st->ptrs[0], y);
+            nn_kern_run(st->kern, st->ptrs[0], y, p->pool);
         } else {
             int rc = nn_xnn_run(st->xnn, st->ptrs, err);
             if (rc) return rc;

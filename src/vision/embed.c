@@ -13,14 +13,14 @@ struct embedder {
     float input[EMBED_SIZE * EMBED_SIZE * 3];
 };
 
-int embed_open(const char *dir, int threads, struct embedder **out, char err[FR_ERR_LEN])
+int embed_open(const char *dir, pthreadpool_t pool, struct embedder **out, char err[FR_ERR_LEN])
 {
     *out = NULL;
     struct embedder *e = calloc(1, sizeof *e);
     if (!e) return fr_fail(err, FR_ENOMEM, "out of memory");
     char path[4096];
     snprintf(path, sizeof path, "%s/MobileFaceNet.tflite", dir);
-    struct nn_opts o = {.threads = threads > 0 ? threads : 1};
+    struct nn_opts o = {.threads = 1, .pool = pool};
     int rc = nn_net_open(path, &o, &e->net, err);
     if (rc) {
         free(e);

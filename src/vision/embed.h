@@ -16,8 +16,9 @@
 
 struct embedder;
 
-/* Loads MobileFaceNet.tflite from model_dir, running on `threads` threads. */
-int embed_open(const char *model_dir, int threads, struct embedder **out,
+/* Loads MobileFaceNet.tflite from model_dir, running on the caller's thread and, when pool is
+ * not NULL, on pool's threads (shared, not owned: it must outlive the embedder). */
+int embed_open(const char *model_dir, pthreadpool_t pool, struct embedder **out,
                char err[FR_ERR_LEN]) FR_MUST_USE;
 
 /* NULL does nothing. */

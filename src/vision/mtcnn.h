@@ -8,6 +8,8 @@
 #ifndef FR_VISION_MTCNN_H
 #define FR_VISION_MTCNN_H
 
+#include <pthreadpool.h>
+
 #include "util/err.h"
 #include "vision/image.h"
 
@@ -33,9 +35,10 @@ struct face_box {
 
 struct mtcnn;
 
-/* Loads pnet, rnet and onet .tflite from model_dir, each running on `threads` threads.
+/* Loads pnet, rnet and onet .tflite from model_dir, running on the caller's thread and, when
+ * pool is not NULL, on pool's threads (shared, not owned: it must outlive the detector).
  * Returns 0 or the engine's errors (FR_EIO when a model is missing, ...) with err set. */
-int mtcnn_open(const char *model_dir, int threads, struct mtcnn **out,
+int mtcnn_open(const char *model_dir, pthreadpool_t pool, struct mtcnn **out,
                char err[FR_ERR_LEN]) FR_MUST_USE;
 
 /* NULL does nothing. */

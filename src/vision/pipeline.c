@@ -12,6 +12,8 @@
 
 struct recognizer {
     struct recognizer_opts opts;
+    pthreadpool_t pool; /* the engine's threads beyond the caller's, shared by all four nets
+                           (NULL on one thread) */
     struct mtcnn *det;
     struct embedder *emb;
 };
@@ -28,8 +30,11 @@ int recognizer_open(const char *dir, const struct recognizer_opts *opts, struct 
         r->opts.detect = (struct mtcnn_opts)MTCNN_OPTS_DEFAULT;
         r->opts.threads = 1;
     }
-    int rc = mtcnn_open(dir, r->opts.threads, &r->det, err);
-    if (!rc) rc = embed_open(dir, r->opts.threads, &r->emb, err);
+    int rc = 0;
+    if (r->opts.threads > 1 && !(r->pool = pthreadpool_create((size_t)r->opts.threads)))
+        rc = fr_fail(err, FR_ENOMEM, "cannot create a thread pool of %d", r->opts.threads);
+    if (!rc) rc = mtcnn_open(dir, r->pool, &r->det, err);
+    if (!rc) rc = embed_open(dir, r->pool, &r->emb, err);
     if (rc) {
         recognizer_close(r);
         return rc;
@@ -53,13 +58,19 @@ void recognizer_close(struct recognizer *r)
     if (!r) return;
     mtcnn_close(r->det);
     embed_close(r->emb);
+    if (r->pool) pthreadpool_destroy(r->pool);
     free(r);
 }
 
 int recognizer_decode(const struct recognizer *r, const uint8_t *buf, size_t len,
                       const struct image_limits *lim, struct image *out, char err[FR_ERR_LEN])
 {
-    return image_decode_reduced(buf, len, lim, 2 * r->opts.detect.max_side, out, err);
+    return image_decode_reduced(buf, len, lim, 3 * r->opts.detect.max_side / 2, out, err);
+}
+
+void recognizer_detect_timing(const struct recognizer *r, struct mtcnn_timing *t)
+{
+    mtcnn_last_timing(r->det, t);
 }
 
 void recognition_free(struct recognition *res)

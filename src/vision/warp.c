@@ -4,6 +4,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <immintrin.h>
+#endif
 
 #define NORM(p) (((float)(p) - 127.5f) * 0.0078125f)
 #define BLACK NORM(0)
@@ -65,38 +68,59 @@ static int taps_make(struct taps *t, double a, double b, int d)
     return 0;
 }
 
-/* Source row y (normalised floats) into row[0 .. 3 * (x1 - x0)) for columns x0 .. x1 - 1. */
-static void load_row(const struct warp_src *src, int y, int x0, int x1, float *restrict row)
+/* Vector-width clones of the vertical pass (the same operations in the same order at every
+ * width, so results do not depend on the CPU; no FMA: ISO C mode does not contract). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define CLONES
+#endif
+
+/* acc[i] += w * x[i] */
+CLONES static void axpy_f32(float *restrict acc, const float *restrict x, float w, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        acc[i] += w * x[i];
+}
+
+/* acc[i] += w * NORM(p[i]) */
+CLONES static void axpy_u8(float *restrict acc, const uint8_t *restrict p, float w, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        acc[i] += w * NORM(p[i]);
+}
+
+/* acc[i] += w * BLACK */
+static void axpy_black(float *acc, float w, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        acc[i] += w * BLACK;
+}
+
+/* acc[0 .. 3 * (x1 - x0)) += w * source row y over columns x0 .. x1 - 1 (black outside). */
+static void add_row(const struct warp_src *src, int y, int x0, int x1, float w, float *acc)
 {
     int in0 = x0 < 0 ? 0 : x0, in1 = x1 > src->w ? src->w : x1;
     if (y < 0 || y >= src->h || in0 >= in1) in0 = in1 = x1; /* all outside */
-    float *o = row;
-    for (int x = x0; x < in0; x++, o += 3)
-        o[0] = o[1] = o[2] = BLACK;
+    axpy_black(acc, w, (size_t)(in0 - x0) * 3);
+    float *o = acc + (size_t)(in0 - x0) * 3;
     size_t n = (size_t)(in1 - in0) * 3;
-    if (src->u8) {
-        const uint8_t *restrict p = src->u8 + ((size_t)y * src->w + in0) * 3;
-        for (size_t i = 0; i < n; i++)
-            o[i] = NORM(p[i]);
-    } else if (n) {
-        memcpy(o, src->f32 + ((size_t)y * src->w + in0) * 3, n * sizeof(float));
-    }
-    o += n;
-    for (int x = in1; x < x1; x++, o += 3)
-        o[0] = o[1] = o[2] = BLACK;
-}
-
-/* acc[i] += w * row[i]: the hot loop of the vertical pass, written to vectorise. */
-static void axpy(float *restrict acc, const float *restrict row, float w, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        acc[i] += w * row[i];
+    if (src->u8) axpy_u8(o, src->u8 + ((size_t)y * src->w + in0) * 3, w, n);
+    else if (n) axpy_f32(o, src->f32 + ((size_t)y * src->w + in0) * 3, w, n);
+    axpy_black(o + n, w, (size_t)(x1 - in1) * 3);
 }
 
 int warp_resize(const struct warp_src *src, double x0, double y0, double x1, double y1, int dw,
                 int dh, int transpose, float *dst)
 {
-    if (dw <= 0 || dh <= 0 || !(x1 > x0) || !(y1 > y0) || src->w <= 0 || src->h <= 0)
+    return warp_resize_pitch(src, x0, y0, x1, y1, dw, dh, transpose, transpose ? dh : dw, dst);
+}
+
+int warp_resize_pitch(const struct warp_src *src, double x0, double y0, double x1, double y1,
+                      int dw, int dh, int transpose, int pitch, float *dst)
+{
+    if (dw <= 0 || dh <= 0 || !(x1 > x0) || !(y1 > y0) || src->w <= 0 || src->h <= 0 ||
+        pitch < (transpose ? dh : dw))
         return FR_EINVAL;
     struct taps tx = {0}, ty = {0};
     if (taps_make(&tx, x0, x1, dw) || taps_make(&ty, y0, y1, dh)) {
@@ -106,30 +130,36 @@ int warp_resize(const struct warp_src *src, double x0, double y0, double x1, dou
     /* columns the horizontal taps touch */
     int cx0 = tx.first[0], cx1 = tx.first[dw - 1] + tx.count[dw - 1];
     size_t span = (size_t)(cx1 - cx0);
-    float *rowbuf = malloc(span * 3 * sizeof(float));
-    float *acc = malloc(span * 3 * sizeof(float));
-    int rc = rowbuf && acc ? 0 : FR_ENOMEM;
+    float *acc = malloc((span * 3 + 1) * sizeof(float)); /* + 1: 4-lane reads of a pixel */
+    int rc = acc ? 0 : FR_ENOMEM;
+    size_t ostep = transpose ? (size_t)pitch * 3 : 3; /* between horizontally adjacent outputs */
     for (int j = 0; j < dh && !rc; j++) {
         /* vertical pass: weighted sum of the source rows into acc */
-        memset(acc, 0, span * 3 * sizeof(float));
+        memset(acc, 0, (span * 3 + 1) * sizeof(float));
         const float *wy = ty.w + (size_t)j * ty.maxtaps;
-        for (int k = 0; k < ty.count[j]; k++) {
-            load_row(src, ty.first[j] + k, cx0, cx1, rowbuf);
-            axpy(acc, rowbuf, wy[k], span * 3);
-        }
+        for (int k = 0; k < ty.count[j]; k++)
+            add_row(src, ty.first[j] + k, cx0, cx1, wy[k], acc);
         /* horizontal pass */
-        for (int i = 0; i < dw; i++) {
+        float *o = dst + (transpose ? (size_t)j : (size_t)j * pitch) * 3;
+        for (int i = 0; i < dw; i++, o += ostep) {
             const float *wx = tx.w + (size_t)i * tx.maxtaps;
             const float *a = acc + (size_t)(tx.first[i] - cx0) * 3;
+#ifdef __SSE2__
+            /* r, g, b (and a lane of the next pixel, unused) at once */
+            __m128 v = _mm_setzero_ps();
+            for (int k = 0; k < tx.count[i]; k++)
+                v = _mm_add_ps(v, _mm_mul_ps(_mm_set1_ps(wx[k]), _mm_loadu_ps(a + 3 * k)));
+            _mm_storel_pi((__m64 *)o, v);
+            _mm_store_ss(o + 2, _mm_movehl_ps(v, v));
+#else
             float r = 0, g = 0, b = 0;
             for (int k = 0; k < tx.count[i]; k++) {
                 r += wx[k] * a[3 * k], g += wx[k] * a[3 * k + 1], b += wx[k] * a[3 * k + 2];
             }
-            float *o = dst + (transpose ? ((size_t)i * dh + j) : ((size_t)j * dw + i)) * 3;
             o[0] = r, o[1] = g, o[2] = b;
+#endif
         }
     }
-    free(rowbuf);
     free(acc);
     taps_free(&tx);
     taps_free(&ty);
@@ -160,10 +190,18 @@ int warp_similarity(const float *src, const float *dst, int n, double m[6])
     return 0;
 }
 
+/* floorf(v) without a libm call (the baseline x86-64 has no rounding instruction). */
+static inline float floor_fast(float v)
+{
+    if (!(v > -1e9f && v < 1e9f)) return floorf(v);
+    int i = (int)v; /* truncates toward zero */
+    return (float)(v < (float)i ? i - 1 : i);
+}
+
 /* Bilinear sample of a normalised float source at (x, y); black outside. */
 static void sample_f32(const struct warp_src *src, float x, float y, float *rgb)
 {
-    float fx = floorf(x), fy = floorf(y), ax = x - fx, ay = y - fy;
+    float fx = floor_fast(x), fy = floor_fast(y), ax = x - fx, ay = y - fy;
     int x0 = (int)fx, y0 = (int)fy;
     rgb[0] = rgb[1] = rgb[2] = 0;
     for (int dy = 0; dy < 2; dy++)
@@ -182,8 +220,28 @@ static void sample_f32(const struct warp_src *src, float x, float y, float *rgb)
 /* Bilinear sample of the u8 image at (x, y), normalised; black outside. */
 static void sample_u8(const struct image *img, float x, float y, float *rgb)
 {
-    float fx = floorf(x), fy = floorf(y), ax = x - fx, ay = y - fy;
+    float fx = floor_fast(x), fy = floor_fast(y), ax = x - fx, ay = y - fy;
     int x0 = (int)fx, y0 = (int)fy;
+#ifdef __SSE2__
+    if (fx >= 0 && fy >= 0 && fx < img->w - 1 && fy < img->h - 1) {
+        /* all four pixels inside: the three channels at once, the same sums in the same order */
+        const uint8_t *p = img->px + ((size_t)y0 * img->w + x0) * 3;
+        size_t row = (size_t)img->w * 3;
+        const uint8_t *q[4] = {p, p + 3, p + row, p + row + 3};
+        float w[4] = {(1 - ax) * (1 - ay), ax * (1 - ay), (1 - ax) * ay, ax * ay};
+        __m128 acc = _mm_setzero_ps();
+        for (int k = 0; k < 4; k++) {
+            uint32_t v = (uint32_t)q[k][0] | (uint32_t)q[k][1] << 8 | (uint32_t)q[k][2] << 16;
+            __m128i b = _mm_cvtsi32_si128((int)v), z = _mm_setzero_si128();
+            __m128 f = _mm_cvtepi32_ps(_mm_unpacklo_epi16(_mm_unpacklo_epi8(b, z), z));
+            acc = _mm_add_ps(acc, _mm_mul_ps(_mm_set1_ps(w[k]), f));
+        }
+        acc = _mm_mul_ps(_mm_sub_ps(acc, _mm_set1_ps(127.5f)), _mm_set1_ps(0.0078125f));
+        _mm_storel_pi((__m64 *)rgb, acc);
+        _mm_store_ss(rgb + 2, _mm_movehl_ps(acc, acc));
+        return;
+    }
+#endif
     float acc[3] = {0, 0, 0};
     for (int dy = 0; dy < 2; dy++)
         for (int dx = 0; dx < 2; dx++) {

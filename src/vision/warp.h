@@ -29,6 +29,11 @@ struct warp_src warp_src_image(const struct image *img);
 int warp_resize(const struct warp_src *src, double x0, double y0, double x1, double y1, int dw,
                 int dh, int transpose, float *dst) FR_MUST_USE;
 
+/* As warp_resize, into a larger picture: output rows (columns when transposed) lie pitch pixels
+ * apart in dst (pitch >= dw, or >= dh when transposed); the pixels between are not touched. */
+int warp_resize_pitch(const struct warp_src *src, double x0, double y0, double x1, double y1,
+                      int dw, int dh, int transpose, int pitch, float *dst) FR_MUST_USE;
+
 /* Least-squares similarity transform (rotation, uniform scale, translation; no reflection)
  * taking the n points src[2i], src[2i+1] onto dst. Writes the 2x3 matrix m mapping src to dst:
  * x' = m[0] x + m[1] y + m[2], y' = m[3] x + m[4] y + m[5]. FR_EINVAL when degenerate. */
