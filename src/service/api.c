@@ -153,6 +153,8 @@ static enum route route_of(const char *method, const char *url, char *allow, siz
     for (size_t i = 0; i < sizeof routes / sizeof *routes; i++) {
         int match = routes[i].exact ? !strcmp(url, routes[i].prefix)
                                     : !strncmp(url, routes[i].prefix, strlen(routes[i].prefix));
+        /* a path parameter is one segment: /people/a/b is no person's route (404), not "a/b" */
+        if (match && !routes[i].exact && strchr(url + strlen(routes[i].prefix), '/')) match = 0;
         if (!match) continue;
         if (!strcmp(method, routes[i].method) ||
             (!strcmp(method, "HEAD") && !strcmp(routes[i].method, "GET")))
