@@ -45,7 +45,8 @@ static const struct manual pages[] = {
      "Receives jobs from the queue, recognises the faces of each photo and writes the result to\n"
      "the object store, until SIGTERM or SIGINT, which lets it finish its current job first.\n",
      NULL, SERVICE_ENV
-     "Most used: BACKEND, FACEREC_MODELS, WORKER_THREADS, JOB_TIMEOUT_SECONDS, MATCH_THRESHOLD.\n",
+     "Most used: BACKEND, FACEREC_MODELS, WORKER_THREADS, JOB_TIMEOUT_SECONDS, MATCH_THRESHOLD,\n"
+     "METRICS_PORT (its own GET /metrics).\n",
      NULL,
      "BACKEND=aws facerec worker\n"},
     {"autoscale", "start and stop workers on the queue's depth",
