@@ -33,10 +33,47 @@ static int usage(FILE *f)
 {
     fprintf(f, "usage: facerec COMMAND [ARGS]\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].help);
-    fprintf(f, "  %-8s %s\n", "help", "this list; 'help COMMAND' describes one, 'help config' the settings");
-    fprintf(f, "\n'facerec COMMAND --help' describes one command.\n");
-    return f == stdout ? 0 : 2;
+        fprintf(f, "  %-9s %s\n", commands[i].name, commands[i].help);
+    fprintf(f, "  %-9s %s\n", "help", "this list; 'help COMMAND' describes one, 'help config' the settings");
+    fprintf(f, "\n'facerec COMMAND --help' describes one command. Exit status: 0 success, 1 failure,\n"
+               "2 usage error; errors are one line on stderr.\n");
+    return 0;
+}
+
+static const struct command *find(const char *name)
+{
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(name, commands[i].name)) return &commands[i];
+    return NULL;
+}
+
+/* Whether args ask for help: --help or -h before any "--". */
+static int wants_help(int argc, char **argv)
+{
+    for (int i = 0; i < argc && strcmp(argv[i], "--"); i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return 1;
+    return 0;
+}
+
+/* facerec help [COMMAND | config [--env | --markdown]] */
+static int help(int argc, char **argv)
+{
+    if (argc == 0) return usage(stdout);
+    if (!strcmp(argv[0], "config")) {
+        enum config_format fmt = CONFIG_HELP;
+        if (argc == 2 && !strcmp(argv[1], "--env")) fmt = CONFIG_ENV;
+        else if (argc == 2 && !strcmp(argv[1], "--markdown")) fmt = CONFIG_MARKDOWN;
+        else if (argc > 1) return cli_usage("help", "config takes --env or --markdown, not '%s'", argv[1]);
+        config_print(stdout, fmt);
+        return 0;
+    }
+    if (argc > 1) return cli_usage("help", "one command at a time");
+    const char *name = !strcmp(argv[0], "--help") || !strcmp(argv[0], "-h") ? "help" : argv[0];
+    if (strcmp(name, "help") != 0 && !find(name))
+        return cli_usage("help", "no command '%s'", name);
+    if (cli_manual(name, stdout) == 0) return 0;
+    char *args[] = {(char *)name, "--help", NULL}; /* a command without a page: its own help */
+    return find(name)->run(2, args);
 }
 
 /* Photos are decoded into buffers of several megabytes (a progressive JPEG's coefficients: 17 MB
@@ -53,29 +90,22 @@ static void tune_malloc(void)
 int main(int argc, char **argv)
 {
     tune_malloc();
-    if (argc < 2) return usage(stderr);
+    if (argc < 2) {
+        fprintf(stderr, "facerec: no command given (see 'facerec help')\n");
+        return 2;
+    }
     const char *cmd = argv[1];
-    if (!strcmp(cmd, "help") && argc >= 3 && !strcmp(argv[2], "config")) {
-        enum config_format fmt = CONFIG_HELP;
-        if (argc >= 4 && !strcmp(argv[3], "--env")) fmt = CONFIG_ENV;
-        else if (argc >= 4 && !strcmp(argv[3], "--markdown")) fmt = CONFIG_MARKDOWN;
-        config_print(stdout, fmt);
-        return 0;
-    }
-    if (!strcmp(cmd, "help") && argc >= 3) {
-        for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-            if (!strcmp(argv[2], commands[i].name)) {
-                char *args[] = {argv[2], "--help", NULL};
-                return commands[i].run(2, args);
-            }
-    }
-    if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) return usage(stdout);
+    if (!strcmp(cmd, "help")) return help(argc - 2, argv + 2);
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h")) return usage(stdout);
     if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
         printf("facerec %s\n", FACEREC_VERSION);
         return 0;
     }
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (!strcmp(cmd, commands[i].name)) return commands[i].run(argc - 1, argv + 1);
-    fprintf(stderr, "facerec: unknown command '%s' (see 'facerec help')\n", cmd);
-    return 2;
+    const struct command *c = find(cmd);
+    if (!c) {
+        fprintf(stderr, "facerec: unknown command '%s' (see 'facerec help')\n", cmd);
+        return 2;
+    }
+    if (wants_help(argc - 2, argv + 2) && cli_manual(cmd, stdout) == 0) return 0;
+    return c->run(argc - 1, argv + 1);
 }

@@ -26,4 +26,12 @@ void cli_face_json(struct buf *b, const struct face_box *f);
 /* Prints "facerec: <msg>" on stderr; returns 1. */
 int cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* A usage error: prints "facerec: CMD: <msg> (see 'facerec help CMD')" on stderr; returns 2. */
+int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#include <stdio.h>
+/* Prints the manual page of command cmd (NAME, SYNOPSIS, ... EXAMPLES) on f; returns 0, or -1
+ * when cmd has none. */
+int cli_manual(const char *cmd, FILE *f);
+
 #endif

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "util/text.h"
@@ -150,15 +151,10 @@ static int bench_nn(int argc, char **argv)
         if (!strcmp(argv[i], "--threads") && i + 1 < argc) opts.threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--repeat") && i + 1 < argc) repeat = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--json")) json = 1;
-        else {
-            fputs(bench_usage, stderr);
-            return 2;
-        }
+        else return cli_usage("bench", "unknown option or missing value: '%s'", argv[i]);
     }
-    if (opts.threads < 1 || opts.threads > 64 || repeat < 1 || repeat > 100000) {
-        fputs(bench_usage, stderr);
-        return 2;
-    }
+    if (opts.threads < 1 || opts.threads > 64 || repeat < 1 || repeat > 100000)
+        return cli_usage("bench", "--threads must be 1..64 and --repeat 1..100000");
     const char *dir = cli_models_dir();
     struct bench_case cases[] = {
         {"MobileFaceNet", "MobileFaceNet", 1, {{4, {1, 112, 112, 3}}}, 0},
@@ -173,7 +169,9 @@ static int bench_nn(int argc, char **argv)
     enum { NCASES = sizeof cases / sizeof cases[0] };
     struct result res[NCASES];
     char err[FR_ERR_LEN];
+    int tty = isatty(STDERR_FILENO); /* progress only for a person watching */
     for (int i = 0; i < NCASES; i++) {
+        if (tty) fprintf(stderr, "\rbench: %d/%d %s\033[K", i + 1, NCASES, cases[i].name);
         struct nn_net *net;
         int rc;
         if (cases[i].model) {
@@ -188,6 +186,7 @@ static int bench_nn(int argc, char **argv)
         if (rc) return cli_error("%s", err);
         rc = run_case(net, &cases[i], repeat, &res[i], err);
         nn_net_close(net);
+        if (tty) fputs("\r\033[K", stderr);
         if (rc) return cli_error("%s: %s", cases[i].name, err);
         if (!json)
             printf("%-26s %9.3f ms  %7.1f GFLOPS  (%.1f MMAC, %d thread%s, median of %d)\n",
@@ -221,16 +220,17 @@ static int bench_pipeline(int argc, char **argv)
         else if (!strcmp(argv[first], "--json")) json = 1;
         else break;
     }
-    if (first >= argc || ro.threads < 1 || ro.threads > 64 || repeat < 1 || repeat > 100000) {
-        fputs(bench_usage, stderr);
-        return 2;
-    }
+    if (first >= argc) return cli_usage("bench", "pipeline needs at least one IMAGE");
+    if (ro.threads < 1 || ro.threads > 64 || repeat < 1 || repeat > 100000)
+        return cli_usage("bench", "--threads must be 1..64 and --repeat 1..100000");
     char err[FR_ERR_LEN];
     struct recognizer *r;
     if (recognizer_open(cli_models_dir(), &ro, &r, err)) return cli_error("%s", err);
     int status = 0;
     if (json) printf("{\"threads\":%d,\"photos\":[", ro.threads);
     for (int i = first; i < argc && !status; i++) {
+        if (isatty(STDERR_FILENO)) /* progress, erased by the next line on stdout or stderr */
+            fprintf(stderr, "\rbench: photo %d/%d %s\033[K\r", i - first + 1, argc - first, argv[i]);
         struct buf file;
         buf_init(&file, 64u << 20);
         int unread = buf_read_file(&file, argv[i], err);
@@ -298,10 +298,8 @@ static int bench_pipeline(int argc, char **argv)
 static int bench_fit(int argc, char **argv)
 {
     int w, h;
-    if (argc != 3 || sscanf(argv[1], "%dx%d", &w, &h) != 2 || w < 16 || h < 16 || w > 8192 || h > 8192) {
-        fputs(bench_usage, stderr);
-        return 2;
-    }
+    if (argc != 3 || sscanf(argv[1], "%dx%d", &w, &h) != 2 || w < 16 || h < 16 || w > 8192 || h > 8192)
+        return cli_usage("bench", "fit takes IMAGE WxH OUT.jpg, W and H in 16..8192");
     char err[FR_ERR_LEN];
     struct image img = {0};
     if (image_load_file(argv[0], NULL, &img, err)) return cli_error("%s", err);
@@ -334,7 +332,10 @@ int cli_bench(int argc, char **argv)
     if (argc >= 2 && !strcmp(argv[1], "fit")) return bench_fit(argc - 2, argv + 2);
     if (argc >= 2 && !strcmp(argv[1], "nn")) return bench_nn(argc - 2, argv + 2);
     if (argc >= 2 && !strcmp(argv[1], "pipeline")) return bench_pipeline(argc - 2, argv + 2);
-    int help = argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"));
-    fputs(bench_usage, help ? stdout : stderr);
-    return help ? 0 : 2;
+    if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+        fputs(bench_usage, stdout);
+        return 0;
+    }
+    if (argc < 2) return cli_usage("bench", "which benchmark: nn, pipeline or fit?");
+    return cli_usage("bench", "unknown benchmark '%s' (nn, pipeline or fit)", argv[1]);
 }

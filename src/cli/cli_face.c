@@ -48,19 +48,13 @@ int cli_detect(int argc, char **argv)
         } else if (!strcmp(a, "--max-side") && first + 1 < argc) {
             o.max_side = atoi(argv[++first]);
         } else if (!strcmp(a, "--thresholds") && first + 1 < argc) {
-            if (sscanf(argv[++first], "%f,%f,%f", &o.thresh[0], &o.thresh[1], &o.thresh[2]) != 3) {
-                fputs(detect_usage, stderr);
-                return 2;
-            }
+            if (sscanf(argv[++first], "%f,%f,%f", &o.thresh[0], &o.thresh[1], &o.thresh[2]) != 3)
+                return cli_usage(argv[0], "--thresholds takes P,R,O, e.g. 0.6,0.7,0.7");
         } else {
-            fputs(detect_usage, stderr);
-            return 2;
+            return cli_usage(argv[0], "unknown option or missing value: '%s'", a);
         }
     }
-    if (first >= argc) {
-        fputs(detect_usage, stderr);
-        return 2;
-    }
+    if (first >= argc) return cli_usage(argv[0], "no IMAGE given");
     char err[FR_ERR_LEN];
     struct mtcnn *m = NULL;
     struct embedder *e = NULL;

@@ -81,15 +81,9 @@ int cli_enroll(int argc, char **argv)
             return 0;
         } else if (!strcmp(argv[i], "--gallery") && i + 1 < argc) file = argv[++i];
         else if (argv[i][0] != '-' && !dir) dir = argv[i];
-        else {
-            fputs(enroll_usage, stderr);
-            return 2;
-        }
+        else return cli_usage("enroll", "unexpected argument '%s'", argv[i]);
     }
-    if (!file || !dir) {
-        fputs(enroll_usage, stderr);
-        return 2;
-    }
+    if (!file || !dir) return cli_usage("enroll", "--gallery FILE and DIR are both required");
     char err[FR_ERR_LEN];
     struct gallery *g = NULL;
     int rc = gallery_load(file, &g, err);
@@ -169,15 +163,10 @@ int cli_identify(int argc, char **argv)
             return 0;
         } else if (!strcmp(argv[first], "--gallery") && first + 1 < argc) file = argv[++first];
         else if (!strcmp(argv[first], "--threshold") && first + 1 < argc) threshold = strtof(argv[++first], NULL);
-        else {
-            fputs(identify_usage, stderr);
-            return 2;
-        }
+        else return cli_usage("identify", "unknown option or missing value: '%s'", argv[first]);
     }
-    if (!file || first >= argc || !(threshold >= -1 && threshold <= 1)) {
-        fputs(identify_usage, stderr);
-        return 2;
-    }
+    if (!file || first >= argc) return cli_usage("identify", "--gallery FILE and an IMAGE are required");
+    if (!(threshold >= -1 && threshold <= 1)) return cli_usage("identify", "--threshold must be in -1..1");
     char err[FR_ERR_LEN];
     struct gallery *g;
     if (gallery_load(file, &g, err)) return cli_error("%s", err);

@@ -255,18 +255,15 @@ int cli_loadtest(int argc, char **argv)
         else if (!strcmp(a, "--timeout") && has) r.timeout_s = atoi(argv[++i]);
         else if (!strcmp(a, "--rate") && has) r.rate = atof(argv[++i]);
         else if (!strcmp(a, "--json") && has) json_path = argv[++i];
-        else if (a[0] == '-') {
-            fputs(usage_text, stderr);
-            return 2;
-        } else if (!r.url) r.url = a;
+        else if (a[0] == '-') return cli_usage("loadtest", "unknown option or missing value: '%s'", a);
+        else if (!r.url) r.url = a;
         else if (r.nimg == MAX_IMAGES) return cli_error("at most %d images", MAX_IMAGES);
         else r.img[r.nimg++].path = a;
     }
     if (!r.url || r.nimg == 0 || r.requests < 1 || r.requests > 1000000 || concurrency < 1 ||
-        concurrency > 1000 || r.timeout_s < 1 || !(r.rate >= 0 && r.rate <= 100000)) {
-        fputs(usage_text, stderr);
-        return 2;
-    }
+        concurrency > 1000 || r.timeout_s < 1 || !(r.rate >= 0 && r.rate <= 100000))
+        return cli_usage("loadtest", "needs URL and an IMAGE; --requests 1..1000000, --concurrency "
+                                     "1..1000, --timeout >= 1, --rate 0..100000");
     if (concurrency > r.requests) concurrency = r.requests;
     int rc = 0;
     char err[FR_ERR_LEN];

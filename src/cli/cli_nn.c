@@ -131,15 +131,10 @@ static int nn_run(int argc, char **argv)
         else if (!strcmp(a, "--reference")) opts.backend = NN_BACKEND_REF;
         else if (!strcmp(a, "--no-fuse")) opts.no_fuse = 1;
         else if (a[0] != '-' && !model) model = a;
-        else {
-            fputs(nn_usage, stderr);
-            return 2;
-        }
+        else return cli_usage("nn", "unknown option or missing value: '%s'", a);
     }
-    if (!model || !input || !prefix || opts.threads < 1 || opts.threads > 64) {
-        fputs(nn_usage, stderr);
-        return 2;
-    }
+    if (!model || !input || !prefix) return cli_usage("nn", "run needs MODEL, --input and --output");
+    if (opts.threads < 1 || opts.threads > 64) return cli_usage("nn", "--threads must be 1..64");
     char err[FR_ERR_LEN];
     struct nn_net *net;
     if (nn_net_open(model, &opts, &net, err)) return cli_error("%s", err);
@@ -169,13 +164,14 @@ static int nn_run(int argc, char **argv)
 
 int cli_nn(int argc, char **argv)
 {
-    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-        fputs(nn_usage, argc < 2 ? stderr : stdout);
-        return argc < 2 ? 2 : 0;
+    if (argc < 2) return cli_usage("nn", "which: info or run?");
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        fputs(nn_usage, stdout);
+        return 0;
     }
     if (!strcmp(argv[1], "info") && argc >= 3)
         return nn_info(argv[2], argc > 3 && !strcmp(argv[3], "--nodes"));
     if (!strcmp(argv[1], "run")) return nn_run(argc - 2, argv + 2);
-    fputs(nn_usage, stderr);
-    return 2;
+    if (!strcmp(argv[1], "info")) return cli_usage("nn", "info needs MODEL");
+    return cli_usage("nn", "unknown subcommand '%s' (info or run)", argv[1]);
 }

@@ -53,10 +53,8 @@ static int usage(const char *cmd, int argc, char **argv)
         printf("usage: facerec %s\n\nSettings come from the environment: see 'facerec help config'.\n", cmd);
         return 0;
     }
-    if (argc >= 2) {
-        fprintf(stderr, "usage: facerec %s (settings come from the environment)\n", cmd);
-        return 2;
-    }
+    if (argc >= 2)
+        return cli_usage(cmd, "takes no arguments, got '%s' (settings come from the environment)", argv[1]);
     return -1;
 }
 
@@ -190,27 +188,29 @@ int cli_queue(int argc, char **argv)
 {
     static const char usage_text[] = "usage: facerec queue send BODY [--delay S]\n"
                                      "       facerec queue counts\n";
-    if (argc < 2 || !strcmp(argv[1], "--help")) {
-        fputs(usage_text, argc < 2 ? stderr : stdout);
-        return argc < 2 ? 2 : 0;
+    if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+        fputs(usage_text, stdout);
+        return 0;
     }
+    int send = argc >= 2 && !strcmp(argv[1], "send") &&
+               (argc == 3 || (argc == 5 && !strcmp(argv[3], "--delay")));
+    int counts = argc == 2 && !strcmp(argv[1], "counts");
+    if (!send && !counts) /* checked before the queue is opened (and created) */
+        return cli_usage("queue", "expected 'send BODY [--delay S]' or 'counts'");
     struct config c;
     if (load_config(&c)) return 1;
     char err[FR_ERR_LEN];
     struct queue *q;
     if (queue_open(&c, &q, err)) return cli_error("%s", err);
     int rc = 0;
-    if (!strcmp(argv[1], "send") && (argc == 3 || (argc == 5 && !strcmp(argv[3], "--delay")))) {
+    if (send) {
         if (queue_send(q, argv[2], argc == 5 ? atoi(argv[4]) : 0, err)) rc = cli_error("%s", err);
-    } else if (!strcmp(argv[1], "counts") && argc == 2) {
+    } else {
         struct queue_counts qc;
         if (queue_counts(q, &qc, err)) rc = cli_error("%s", err);
         else
             printf("{\"waiting\":%ld,\"in_flight\":%ld,\"delayed\":%ld,\"dead\":%ld}\n", qc.waiting,
                    qc.in_flight, qc.delayed, qc.dead);
-    } else {
-        fputs(usage_text, stderr);
-        rc = 2;
     }
     queue_close(q);
     return rc;

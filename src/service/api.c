@@ -175,9 +175,15 @@ static enum route route_of(const char *method, const char *url, char *allow, siz
         int match = routes[i].exact ? !strcmp(url, routes[i].prefix)
                                     : !strncmp(url, routes[i].prefix, strlen(routes[i].prefix));
         const char *sfx = routes[i].suffix;
+        size_t sn = sfx ? strlen(sfx) : 0;
         if (match && sfx) {
-            size_t rest = strlen(url) - strlen(routes[i].prefix), sn = strlen(sfx);
+            size_t rest = strlen(url) - strlen(routes[i].prefix);
             match = rest > sn && !strcmp(url + strlen(url) - sn, sfx);
+        }
+        /* a path parameter is one segment: /people/a/b is no person's route (404), not "a/b" */
+        if (match && !routes[i].exact) {
+            const char *param = url + strlen(routes[i].prefix);
+            if (memchr(param, '/', strlen(param) - sn)) match = 0;
         }
         if (!match) continue;
         if (!strcmp(method, routes[i].method) ||

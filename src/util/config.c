@@ -161,6 +161,15 @@ static void bounds(const struct var *v, char *buf, size_t n)
     else snprintf(buf, n, "%s", v->type == T_SECRET ? "secret" : "text");
 }
 
+/* Writes s as the text of a Markdown table cell: a '|' would end the cell. */
+static void md_cell(FILE *f, const char *s)
+{
+    for (; *s; s++) {
+        if (*s == '|') fputc('\\', f);
+        fputc(*s, f);
+    }
+}
+
 void config_print(FILE *f, enum config_format format)
 {
     if (format == CONFIG_MARKDOWN) {
@@ -176,8 +185,12 @@ void config_print(FILE *f, enum config_format format)
         bounds(v, b, sizeof b);
         switch (format) {
         case CONFIG_MARKDOWN:
-            fprintf(f, "| `%s` | %s%s%s | %s | %s |\n", v->name, *v->dflt ? "`" : "",
-                    *v->dflt ? v->dflt : "(none)", *v->dflt ? "`" : "", b, v->help);
+            fprintf(f, "| `%s` | %s%s%s | ", v->name, *v->dflt ? "`" : "",
+                    *v->dflt ? v->dflt : "(none)", *v->dflt ? "`" : "");
+            md_cell(f, b);
+            fputs(" | ", f);
+            md_cell(f, v->help);
+            fputs(" |\n", f);
             break;
         case CONFIG_ENV: fprintf(f, "\n# %s (%s)\n%s=%s\n", v->help, b, v->name, v->dflt); break;
         default:
