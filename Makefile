@@ -33,7 +33,7 @@ TEST_BIN  := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TEST_SH   := $(sort $(wildcard tests/test_*.sh))
 FUZZ_SRC  := $(sort $(wildcard fuzz/fuzz_*.c))
 
-.PHONY: all deps models fixtures emulators run test test-unit bench fuzz clean format smoke
+.PHONY: all deps test-deps models fixtures emulators run test test-unit bench fuzz clean format smoke
 all: $(BUILD)/facerec
 
 $(BUILD)/obj/%.o: %.c Makefile
@@ -63,6 +63,9 @@ $(BUILD)/tests/%: tests/%.c $(BUILD)/libfacerec.a tests/check.h
 deps:
 	@scripts/deps.sh
 
+test-deps:
+	@scripts/deps.sh --test
+
 models: deps
 	@FACEREC_MODELS=$(MODELS) scripts/models.sh
 
@@ -80,7 +83,7 @@ run: deps models
 	FACEREC_MODELS=$(MODELS) $(BUILD)/facerec serve
 
 # The whole suite: unit and integration tests, then the same under ASan+UBSan (CI runs this).
-test: deps models fixtures emulators
+test: test-deps models fixtures emulators
 	@$(MAKE) --no-print-directory test-unit
 	@$(MAKE) --no-print-directory test-unit SANITIZE=1
 

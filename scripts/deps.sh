@@ -2,6 +2,7 @@
 # Checks that the Debian packages facerec needs are installed; prints nothing when they all are.
 # As root it installs the missing ones (apt-get update, then apt-get install); otherwise it prints
 # the command to run and exits 1. Exit status: 0 all present (or installed now), 1 otherwise.
+# --test adds what only the tests need (Debian's chromium for the web page test).
 set -euo pipefail
 
 packages=(
@@ -10,8 +11,8 @@ packages=(
     libjpeg62-turbo-dev libpng-dev libwebp-dev
     libsqlite3-dev libcurl4-openssl-dev libmicrohttpd-dev libssl-dev libjansson-dev sqlite3 curl
     nodejs npm
-    chromium
 )
+if [ "${1:-}" = --test ]; then packages+=(chromium); fi
 
 die() {
     printf 'deps.sh: %s\n' "$*" >&2
