@@ -16,7 +16,7 @@ trap 'rm -rf "$tmp"' EXIT
 failed=0
 "$bin" help config --env | sed -n 's/^\([A-Z][A-Z0-9_]*\)=.*/\1/p' >"$tmp/names"
 [ -s "$tmp/names" ] || { echo "FAIL facerec help config --env lists no settings"; exit 1; }
-node "$here/deploy_check.cjs" "$here/../deploy" "$tmp/names" || failed=1
+node "$here/deploy_check.cjs" "$here/../deploy" "$tmp/names" | tee "$tmp/out"
 
 df=$here/../deploy/Dockerfile
 # the build packages of deps.sh (not the test-only browser nor the sqlite3 shell)
@@ -28,4 +28,8 @@ else echo "FAIL Dockerfile lacks packages of scripts/deps.sh: ${missing[*]}"; fa
 if grep -q '^FROM debian:bookworm' "$df" && grep -q 'scripts/models.sh' "$df" && grep -Eq '^USER [1-9]' "$df"; then
     echo "ok   Dockerfile: Debian bookworm, models fetched by scripts/models.sh, runs as a non-root user"
 else echo "FAIL Dockerfile: bookworm base, scripts/models.sh and a non-root USER expected"; failed=1; fi
-exit $failed
+checks=$(( $(grep -c '^ok' "$tmp/out") + $(grep -c '^FAIL' "$tmp/out") + 2 ))
+failed=$(( failed + $(grep -c '^FAIL' "$tmp/out") ))
+grep -q '^ok' "$tmp/out" || failed=$((failed + 1)) # the node check did not run
+echo "$checks checks, $failed failed"
+[ $failed -eq 0 ]
