@@ -26,7 +26,6 @@ command -v ip >/dev/null || { echo "SKIP: ip (iproute2) not installed"; exit 77;
 emu_bin=$(dirname "$0")/emulators/node_modules/.bin
 [ -x "$emu_bin/fauxqs" ] || { echo "SKIP: fauxqs not installed (make emulators)"; exit 77; }
 emu_bin=$(realpath "$emu_bin")
-command -v convert >/dev/null || { echo "SKIP: convert (ImageMagick) not installed (makes the slow photo)"; exit 77; }
 
 # photos: ten from ../shared when present, else the fixtures
 faces=../shared/datasets/faces
@@ -165,7 +164,7 @@ check "the API machine ran no job" bash -c "! grep -q 'done:' '$tmp/api.log'"
 # the queue counts it in flight, the worker running it (the one burning CPU: a worker's /metrics
 # answers between jobs only) is frozen and its link set down; the other worker takes the job when
 # the visibility timeout has passed, and the client polls it to done.
-convert "$big_src" -resize 5000x "$tmp/big.jpg"
+"$bin" bench fit "$big_src" 5000x3750 "$tmp/big.jpg"
 check "both workers serve /metrics on their address" bash -c \
     "ip netns exec $id""cl curl -sf -o /dev/null http://${addr[w1]}:9100/metrics && ip netns exec $id""cl curl -sf -o /dev/null http://${addr[w2]}:9100/metrics"
 inflight() { inns api "$bin" queue counts 2>/dev/null | sed -n 's/.*in.flight[^0-9]*\([0-9]*\).*/\1/p'; }
