@@ -203,7 +203,10 @@ check "... the message is in the dead-letter queue, nothing else queued" [ "$(co
 check "... and the worker goes on" bash -c "curl -s -F 'inputFile=@$photo' '$url/' | grep -q '\"status\":\"done\"'"
 
 # ---- 5. the AWS endpoint unreachable for 10 s ----
-if [ $aws = 1 ]; then
+# (the outage is the proxy in front of fauxqs going down: without ../shared's proxy, it is skipped)
+if [ $aws = 1 ] && [ ${#emulator_pids[@]} -lt 2 ]; then
+    echo "note: ../shared/tools/sigv4-proxy.js is absent: the outage part is not run"
+elif [ $aws = 1 ]; then
     kill -TERM "$w3"; wait "$w3" 2>/dev/null
     start_worker w4 || exit 1
     w4=$worker
