@@ -8,13 +8,8 @@ set -u
 bin=${FACEREC_BIN:-build/facerec}
 models=${FACEREC_MODELS:-models}
 golden=../shared/golden
-checks=0 failed=0
-check() { # check DESCRIPTION COMMAND...
-    local what=$1; shift
-    checks=$((checks + 1))
-    if "$@"; then echo "ok   $what"; else failed=$((failed + 1)); echo "FAIL $what"; fi
-}
-[ -x "$bin" ] || { echo "SKIP: $bin not built"; exit 77; }
+. "$(dirname "${BASH_SOURCE[0]}")/check.sh"
+need_bin "$bin"
 [ -f "$models/rnet.tflite" ] || { echo "SKIP: models absent (make models)"; exit 77; }
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 

@@ -12,13 +12,8 @@ set -u
 bin=${FACEREC_BIN:-build/facerec}
 models=${FACEREC_MODELS:-models}
 fixtures=${FACEREC_FIXTURES:-build/fixtures}
-checks=0 failed=0
-check() {
-    local what=$1; shift
-    checks=$((checks + 1))
-    if "$@"; then echo "ok   $what"; else failed=$((failed + 1)); echo "FAIL $what"; fi
-}
-[ -x "$bin" ] || { echo "SKIP: $bin not built"; exit 77; }
+. "$(dirname "${BASH_SOURCE[0]}")/check.sh"
+need_bin "$bin"
 bin=$(realpath "$bin") models=$(realpath "$models")
 [ -f "$models/pnet.tflite" ] || { echo "SKIP: models absent (make models)"; exit 77; }
 command -v curl >/dev/null || { echo "SKIP: curl not installed"; exit 77; }

@@ -17,13 +17,8 @@ bin=${FACEREC_BIN:-build/facerec}
 models=${FACEREC_MODELS:-models}
 fixtures=${FACEREC_FIXTURES:-build/fixtures}
 here=$(dirname "$0")
-checks=0 failed=0
-check() {
-    local what=$1; shift
-    checks=$((checks + 1))
-    if "$@"; then echo "ok   $what"; else failed=$((failed + 1)); echo "FAIL $what"; fi
-}
-[ -x "$bin" ] || { echo "SKIP: $bin not built"; exit 77; }
+. "$(dirname "${BASH_SOURCE[0]}")/check.sh"
+need_bin "$bin"
 [ -f "$models/pnet.tflite" ] || { echo "SKIP: models absent (make models)"; exit 77; }
 [ -f "$fixtures/sample6.jpg" ] || { echo "SKIP: $fixtures/sample6.jpg absent (make fixtures)"; exit 77; }
 command -v curl >/dev/null || { echo "SKIP: curl not installed"; exit 77; }

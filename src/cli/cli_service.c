@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -19,6 +18,7 @@
 #include "service/autoscale.h"
 #include "service/log.h"
 #include "service/metrics.h"
+#include "service/pool.h"
 #include "service/worker.h"
 #include "util/config.h"
 
@@ -115,18 +115,11 @@ int cli_autoscale(int argc, char **argv)
     return 0;
 }
 
-/* Starts `facerec autoscale` as a child: a fresh exec, because the API's threads are running and
- * the autoscaler forks workers from itself, which only a single-threaded process may do. */
+/* The autoscaler is a fresh exec, not a fork: the API's threads are running, and the autoscaler
+ * forks workers from itself, which only a single-threaded process may do. */
 static pid_t spawn_autoscaler(void)
 {
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid != 0) return pid; /* parent, or -1 */
-    prctl(PR_SET_PDEATHSIG, SIGTERM);
-    char *args[] = {"facerec", "autoscale", NULL};
-    execv("/proc/self/exe", args);
-    log_error(NULL, "cannot start the autoscaler: exec failed");
-    _exit(127);
+    return pool_spawn_self("autoscale");
 }
 
 int cli_serve(int argc, char **argv)

@@ -21,6 +21,7 @@
 #include <time.h>
 
 #include "queue/backend.h"
+#include "util/text.h"
 
 struct sq {
     sqlite3 *db;
@@ -30,13 +31,6 @@ struct sq {
 };
 
 /* Wall-clock milliseconds: visibility times are shared between processes and restarts. */
-static long long wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int db_fail(struct sq *q, const char *what, char *err)
 {
     return fr_fail(err, FR_EBACKEND, "queue database: %s: %s", what, sqlite3_errmsg(q->db));

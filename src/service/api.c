@@ -372,7 +372,7 @@ static enum MHD_Result do_metrics(struct api *a, struct MHD_Connection *c)
     buf_init(&b, 1 << 20);
     metrics_print(&b, q);
     enum MHD_Result ok = b.err ? send_error(c, 500, "metrics too large")
-                               : send_typed(c, 200, "text/plain; version=0.0.4; charset=utf-8",
+                               : send_typed(c, 200, METRICS_CONTENT_TYPE,
                                             b.data, b.len, NULL);
     buf_free(&b);
     return ok;

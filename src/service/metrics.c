@@ -247,7 +247,6 @@ static enum MHD_Result on_scrape(void *cls, struct MHD_Connection *c, const char
     struct buf b;
     buf_init(&b, 1 << 20);
     unsigned code = 200;
-    const char *type = "text/plain; version=0.0.4; charset=utf-8";
     if (strcmp(url, "/metrics") != 0) {
         code = 404;
         buf_printf(&b, "only /metrics here\n");
@@ -262,7 +261,7 @@ static enum MHD_Result on_scrape(void *cls, struct MHD_Connection *c, const char
     struct MHD_Response *r = MHD_create_response_from_buffer(b.err ? 0 : b.len, b.data, MHD_RESPMEM_MUST_COPY);
     enum MHD_Result ok = MHD_NO;
     if (r) {
-        MHD_add_response_header(r, "Content-Type", type);
+        MHD_add_response_header(r, "Content-Type", METRICS_CONTENT_TYPE);
         ok = MHD_queue_response(c, code, r);
         MHD_destroy_response(r);
     }

@@ -16,6 +16,7 @@
 #include "util/err.h"
 
 #define METRICS_FD_ENV "FACEREC_METRICS_FD"
+#define METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
 
 enum metrics_route { MR_UPLOAD, MR_STATUS, MR_HEALTH, MR_PEOPLE, MR_METRICS, MR_PAGE, MR_OTHER, MR_COUNT };
 

@@ -72,18 +72,26 @@ static void run_forked(struct pool *p)
     _exit(rc ? 1 : 0);
 }
 
-static pid_t start_one(struct pool *p)
+pid_t pool_spawn_self(const char *command)
 {
     fflush(NULL); /* nothing buffered is written twice */
     pid_t pid = fork();
-    if (pid != 0) return pid;
-    if (p->rec) run_forked(p);
-    /* a fresh program: the models are loaded with the configured thread pool */
+    if (pid != 0) return pid; /* parent, or -1 */
     prctl(PR_SET_PDEATHSIG, SIGTERM);
-    char *args[] = {"facerec", "worker", NULL};
+    char *args[] = {"facerec", (char *)command, NULL};
     execv("/proc/self/exe", args);
-    log_error(NULL, "cannot start a worker: exec failed: %s", strerror(errno));
+    log_error(NULL, "cannot start 'facerec %s': exec failed: %s", command, strerror(errno));
     _exit(127);
+}
+
+static pid_t start_one(struct pool *p)
+{
+    if (!p->rec) /* a fresh program: it loads the models with the configured thread pool */
+        return pool_spawn_self("worker");
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) run_forked(p);
+    return pid;
 }
 
 void pool_reap(struct pool *p)

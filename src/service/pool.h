@@ -13,6 +13,7 @@
 #define FR_SERVICE_POOL_H
 
 #include <signal.h>
+#include <sys/types.h>
 
 #include "util/config.h"
 #include "util/err.h"
@@ -32,6 +33,11 @@ int pool_running(const struct pool *p);
 /* Starts or stops workers (newest first) to have n running; returns how many run now. Kills the
  * draining workers past their grace period. */
 int pool_resize(struct pool *p, int n);
+
+/* Starts `facerec COMMAND` as a child: a fork and an exec of this very binary (a new program
+ * image, safe to start from a multithreaded process), which gets SIGTERM when its parent dies.
+ * It reads the same environment. Returns its pid, or -1 when fork fails. */
+pid_t pool_spawn_self(const char *command);
 
 /* Stops every worker (draining, then killing after the grace period) and frees. NULL does nothing. */
 void pool_close(struct pool *p);

@@ -24,13 +24,6 @@ struct worker {
     struct people_cache people;
 };
 
-static long long wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Writes {"job_id","status":"error","error"} as the job's output. */
 static int write_error(struct worker *w, const char *id, const char *msg)
 {

@@ -16,6 +16,13 @@ int utf8_len(const unsigned char *s)
     return n;
 }
 
+long long wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 double now_ms(void)
 {
     struct timespec ts;

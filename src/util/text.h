@@ -9,4 +9,7 @@ int utf8_len(const unsigned char *s);
 /* CLOCK_MONOTONIC in milliseconds. */
 double now_ms(void);
 
+/* CLOCK_REALTIME in whole milliseconds since the epoch (timestamps shared between processes). */
+long long wall_ms(void);
+
 #endif
