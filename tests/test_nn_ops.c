@@ -63,8 +63,10 @@ static struct nn_node *add_node(struct nn_graph *g, enum nn_op op, int a, int b,
     return nd;
 }
 
-/* Runs g (declared input shape) on both backends and compares every output. Frees g. */
-static void compare(struct nn_graph *g, const char *what)
+/* Runs g (declared input shape) on both backends and compares every output within tol
+ * (relative to the largest reference value); bf16: with the engine's bfloat16 kernels, on
+ * threads threads. Frees g. */
+static void compare_with(struct nn_graph *g, const char *what, int bf16, int threads, double tol)
 {
     char err[FR_ERR_LEN] = "";
     if (g->noutputs == 0) { /* by default the last node's result */
@@ -103,7 +105,8 @@ static void compare(struct nn_graph *g, const char *what)
             memcpy(copy->tensors[i].data, g->tensors[i].data, g->tensors[i].nbytes);
         }
     }
-    struct nn_opts xo = {.threads = 1, .no_fuse = 1}, ro = {.backend = NN_BACKEND_REF, .no_fuse = 1};
+    struct nn_opts xo = {.threads = threads, .no_fuse = 1, .bf16 = bf16};
+    struct nn_opts ro = {.backend = NN_BACKEND_REF, .no_fuse = 1};
     struct nn_net *xn = NULL, *rn = NULL;
     int rc1 = nn_net_from_graph(g, &xo, &xn, err);
     CHECK_MSG(rc1 == 0, "%s: %s", what, err);
@@ -124,13 +127,18 @@ static void compare(struct nn_graph *g, const char *what)
                 maxerr = fmax(maxerr, fabs((double)xo_[o].data[i] - ro_[o].data[i]));
                 maxref = fmax(maxref, fabs((double)ro_[o].data[i]));
             }
-            CHECK_MSG(maxerr / maxref <= 1e-4, "%s: output %d: relative error %.3g", what, o,
+            CHECK_MSG(maxerr / maxref <= tol, "%s: output %d: relative error %.3g", what, o,
                       maxerr / maxref);
         }
     }
     nn_net_close(xn);
     nn_net_close(rn);
     free(x);
+}
+
+static void compare(struct nn_graph *g, const char *what)
+{
+    compare_with(g, what, 0, 1, 1e-4);
 }
 
 static struct nn_shape nhwc(int n, int h, int w, int c)
@@ -230,9 +238,9 @@ static void test_unary(enum nn_op op, int iter)
 
 /* The engine's own kernels (kern.h) and what they fuse: each graph is built so that a kernel
  * claims it (checked when the CPU has them), then compared with the reference like any op. */
-static void expect_claim(struct nn_graph *g, int n, int count, const char *what)
+static void expect_claim_with(struct nn_graph *g, int n, int bf16, int count, const char *what)
 {
-    if (!nn_kern_available()) return;
+    if (!nn_kern_available() || (bf16 && !nn_kern_bf16_available())) return;
     char err[FR_ERR_LEN];
     struct nn_shape *shapes = calloc((size_t)g->ntensors, sizeof *shapes);
     int *readers = calloc((size_t)g->ntensors, sizeof *readers);
@@ -245,10 +253,16 @@ static void expect_claim(struct nn_graph *g, int n, int count, const char *what)
         readers[g->outputs[i]]++;
     struct nn_kern *k = NULL;
     int nodes[NN_KERN_MAX_NODES], got = 0;
-    CHECK_MSG(nn_kern_claim(g, shapes, readers, taken, n, &k, nodes, &got) == 1 && got == count,
+    CHECK_MSG(nn_kern_claim(g, shapes, readers, taken, n, bf16, &k, nodes, &got) == 1 &&
+                  got == count,
               "%s: kernel claims %d nodes, expected %d", what, got, count);
     nn_kern_free(k);
     free(shapes), free(readers), free(taken);
+}
+
+static void expect_claim(struct nn_graph *g, int n, int count, const char *what)
+{
+    expect_claim_with(g, n, 0, count, what);
 }
 
 static int prelu_after(struct nn_graph *g, int x, int channels)
@@ -345,6 +359,30 @@ static void test_pool_kernel(int iter)
     compare(g, what);
 }
 
+/* A 1x1 convolution in bfloat16 products (an even number of inputs, a multiple of 32 outputs;
+ * pixel counts that leave a partial block), with the PReLU after it or a clamp, on one and two
+ * threads. bfloat16 keeps 8 bits of each factor: within 2e-2 of the float32 reference (of the
+ * largest output: a clamp can make that smaller than the sums). */
+static void test_pointwise_kernel(int iter)
+{
+    int c = 2 * rint_(1, 100), o = 32 * rint_(1, 4), n = rint_(1, 2);
+    int h = rint_(1, 20), w = rint_(1, 20), prelu = iter % 3 != 2;
+    struct nn_graph *g = new_graph(nhwc(n, h, w, c));
+    int wt = add_tensor(g, nhwc(o, 1, 1, c), 1);
+    int b = add_tensor(g, (struct nn_shape){1, {o}}, 1);
+    struct nn_node *nd = add_node(g, NN_OP_CONV_2D, g->inputs[0], wt, b);
+    nd->pad = rint_(0, 1) ? NN_PAD_SAME : NN_PAD_VALID;
+    if (prelu)
+        prelu_after(g, nd->out, o);
+    else
+        nd->act = NN_ACT_RELU6;
+    char what[160];
+    snprintf(what, sizeof what, "pointwise bf16 kernel #%d %dx%dx%dx%d -> %d%s", iter, n, h, w, c,
+             o, prelu ? " prelu" : " relu6");
+    expect_claim_with(g, 0, 1, 1 + prelu, what);
+    compare_with(g, what, 1, 1 + iter % 2, 2e-2);
+}
+
 /* Ops XNNPACK lacks: the net falls back to the reference kernels and still runs. */
 static void test_fallback(void)
 {
@@ -413,6 +451,8 @@ int main(void)
         test_depthwise_kernel(i);
     for (int i = 0; i < 40; i++)
         test_pool_kernel(i);
+    for (int i = 0; i < 30; i++)
+        test_pointwise_kernel(i);
     test_fallback();
     return check_done();
 }

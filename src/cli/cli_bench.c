@@ -48,6 +48,7 @@ struct bench_case {
     int nshapes;
     struct nn_shape shapes[16];
     int per_item; /* divide time by the batch size (per-crop figures) */
+    int bf16;     /* with bfloat16 products where the engine has them (nn_opts.bf16) */
 };
 
 static int run_case(struct nn_net *net, const struct bench_case *bc, int repeat, struct result *r,
@@ -157,7 +158,8 @@ static int bench_nn(int argc, char **argv)
         return cli_usage("bench", "--threads must be 1..64 and --repeat 1..100000");
     const char *dir = cli_models_dir();
     struct bench_case cases[] = {
-        {"MobileFaceNet", "MobileFaceNet", 1, {{4, {1, 112, 112, 3}}}, 0},
+        {"MobileFaceNet", "MobileFaceNet", 1, {{4, {1, 112, 112, 3}}}, 0, 0},
+        {"MobileFaceNet, bf16", "MobileFaceNet", 1, {{4, {1, 112, 112, 3}}}, 0, 1},
         {"P-Net pyramid 640x480", "pnet", 0, {{0}}, 0},
         {"R-Net per crop", "rnet", 1, {{4, {1, 24, 24, 3}}}, 1},
         {"R-Net per crop, batch 16", "rnet", 1, {{4, {16, 24, 24, 3}}}, 1},
@@ -165,7 +167,7 @@ static int bench_nn(int argc, char **argv)
         {"O-Net per crop, batch 16", "onet", 1, {{4, {16, 48, 48, 3}}}, 1},
         {"conv3x3 64->64 56x56", NULL, 1, {{4, {1, 56, 56, 64}}}, 0},
     };
-    cases[1].nshapes = pnet_pyramid(640, 480, 20, 0.709, cases[1].shapes, 16);
+    cases[2].nshapes = pnet_pyramid(640, 480, 20, 0.709, cases[2].shapes, 16);
     enum { NCASES = sizeof cases / sizeof cases[0] };
     struct result res[NCASES];
     char err[FR_ERR_LEN];
@@ -177,7 +179,9 @@ static int bench_nn(int argc, char **argv)
         if (cases[i].model) {
             char path[4096];
             snprintf(path, sizeof path, "%s/%s.tflite", dir, cases[i].model);
-            rc = nn_net_open(path, &opts, &net, err);
+            struct nn_opts o = opts;
+            o.bf16 = cases[i].bf16;
+            rc = nn_net_open(path, &o, &net, err);
         } else {
             struct nn_graph *g = conv_reference();
             rc = g ? nn_net_from_graph(g, &opts, &net, err) : FR_ENOMEM;

@@ -23,7 +23,7 @@ int cli_error(const char *fmt, ...)
 static const char nn_usage[] =
     "usage: facerec nn info MODEL [--nodes]\n"
     "       facerec nn run MODEL --input IN.f32 [--shape 1,H,W,C] --output PREFIX\n"
-    "                           [--threads N] [--reference] [--no-fuse]\n"
+    "                           [--threads N] [--reference] [--no-fuse] [--bf16]\n"
     "\n"
     "info  prints the model's inputs, outputs, op counts, parameters and MACs\n"
     "      (--nodes also lists every node after fusion).\n"
@@ -130,6 +130,7 @@ static int nn_run(int argc, char **argv)
         else if (!strcmp(a, "--threads") && i + 1 < argc) opts.threads = atoi(argv[++i]);
         else if (!strcmp(a, "--reference")) opts.backend = NN_BACKEND_REF;
         else if (!strcmp(a, "--no-fuse")) opts.no_fuse = 1;
+        else if (!strcmp(a, "--bf16")) opts.bf16 = 1;
         else if (a[0] != '-' && !model) model = a;
         else return cli_usage("nn", "unknown option or missing value: '%s'", a);
     }

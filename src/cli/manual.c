@@ -75,7 +75,7 @@ static const struct manual pages[] = {
     {"nn", "inspect and run a TFLite model",
      "facerec nn info MODEL [--nodes]\n"
      "facerec nn run MODEL --input IN.f32 [--shape 1,H,W,C] --output PREFIX [--threads N]\n"
-     "                     [--reference] [--no-fuse]\n",
+     "                     [--reference] [--no-fuse] [--bf16]\n",
      "info prints the model's inputs, outputs, op counts, parameters and multiply-accumulates.\n"
      "run reads raw little-endian float32 input and writes PREFIX.out0.f32, PREFIX.out1.f32, ...\n"
      "in the model's output order.\n",
@@ -85,7 +85,8 @@ static const struct manual pages[] = {
      "--output P     run: prefix of the output files\n"
      "--threads N    run: threads (default 1)\n"
      "--reference    run: on the plain C reference kernels instead of XNNPACK\n"
-     "--no-fuse      run: without the graph fusions\n",
+     "--no-fuse      run: without the graph fusions\n"
+     "--bf16         run: 1x1 convolutions in bfloat16 products (where the CPU has AVX512_BF16)\n",
      NULL, NULL,
      "facerec nn info models/MobileFaceNet.tflite\n"
      "facerec nn run models/onet.tflite --input in.f32 --output /tmp/onet\n"},

@@ -9,6 +9,7 @@
 #include <immintrin.h>
 #include <math.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,7 +17,9 @@
 
 #define DW3_BLOCK 8 /* output pixels per block of the 3x3 depthwise kernel */
 
-enum kind { KIND_DEPTHWISE, KIND_NARROW, KIND_POOL };
+#define PW_MR 12 /* pixels per block of the pointwise kernel (with 32 outputs: 24 accumulators) */
+
+enum kind { KIND_DEPTHWISE, KIND_NARROW, KIND_POOL, KIND_POINTWISE };
 
 struct nn_kern {
     enum kind kind;
@@ -31,6 +34,9 @@ struct nn_kern {
     float *pre;             /* depthwise, pool: slopes of a PReLU applied to the input as it is
                                read */
     float *rows;            /* narrow: two activated output rows of 16 lanes per part (scratch) */
+    int O1;                 /* pointwise: output channels (a multiple of 32); C: inputs (even) */
+    uint16_t *wb;           /* pointwise: bfloat16 weights [O1/16][C/2][16 outputs][2 inputs] */
+    uint16_t *xb;           /* pointwise: a block of PW_MR input pixels in bfloat16, per part */
     int parts;              /* pieces run at once on a thread pool (1: the caller's thread) */
 };
 
@@ -39,6 +45,16 @@ int nn_kern_available(void)
 #if defined(__x86_64__) && defined(__GNUC__)
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512f");
+#else
+    return 0;
+#endif
+}
+
+int nn_kern_bf16_available(void)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16");
 #else
     return 0;
 #endif
@@ -54,6 +70,8 @@ void nn_kern_free(struct nn_kern *k)
     free(k->hi);
     free(k->rows);
     free(k->pre);
+    free(k->wb);
+    free(k->xb);
     free(k);
 }
 
@@ -319,6 +337,55 @@ static int claim_pool(const struct nn_graph *g, const struct nn_shape *shapes, c
     return 1;
 }
 
+/* float32 to bfloat16, rounding to nearest even (weights only: no NaNs in them). */
+static uint16_t to_bf16(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+/* A 1x1 convolution (stride 1, no padding, an even number of inputs, a multiple of 32
+ * outputs) with the PReLU after it fused, in bfloat16 products summed in float32. */
+static int claim_pointwise(const struct nn_graph *g, const struct nn_shape *shapes,
+                           const int *readers, const char *taken, int n, struct nn_kern *k,
+                           int *nodes, int *count)
+{
+    const struct nn_node *nd = &g->nodes[n];
+    if (!geometry(g, shapes, nd, k) || k->KH != 1 || k->KW != 1 || k->sh != 1 || k->sw != 1 ||
+        k->pt || k->pl || k->OH != k->H || k->OW != k->W || k->C % 2 ||
+        g->tensors[nd->in[1]].shape.d[3] != k->C)
+        return 0;
+    int O = shapes[nd->out].d[3];
+    if (O % 32) return 0;
+    k->kind = KIND_POINTWISE;
+    k->O1 = O;
+    if (alloc_params(k, 16, (size_t)O)) return FR_ENOMEM;
+    if (!(k->wb = nn_alloc_aligned((size_t)O * k->C * sizeof(uint16_t)))) return FR_ENOMEM;
+    const float *w = g->tensors[nd->in[1]].data; /* [O][1][1][C] */
+    for (int ob = 0; ob < O / 16; ob++)
+        for (int c2 = 0; c2 < k->C / 2; c2++)
+            for (int j = 0; j < 16; j++)
+                for (int t = 0; t < 2; t++)
+                    k->wb[(((size_t)ob * (k->C / 2) + c2) * 16 + j) * 2 + t] =
+                        to_bf16(w[(size_t)(ob * 16 + j) * k->C + 2 * c2 + t]);
+    if (nd->nin > 2 && nd->in[2] >= 0)
+        memcpy(k->bias, g->tensors[nd->in[2]].data, (size_t)O * sizeof(float));
+    float lo, hi;
+    nn_act_range(nd->act, &lo, &hi);
+    int p = prelu_reader(g, shapes, readers, taken, n, nd->out);
+    const float *sl = p >= 0 ? g->tensors[g->nodes[p].in[1]].data : NULL;
+    for (int o = 0; o < O; o++)
+        k->slope[o] = sl ? sl[o] : 1.0f, k->lo[o] = lo, k->hi[o] = hi;
+    nodes[0] = n;
+    *count = 1;
+    k->nout = 1;
+    k->out[0] = nd->out;
+    if (p >= 0) nodes[(*count)++] = p, k->out[0] = g->nodes[p].out;
+    return 1;
+}
+
 int nn_kern_set_parts(struct nn_kern *k, int parts)
 {
     if (parts < 1) parts = 1;
@@ -328,13 +395,19 @@ int nn_kern_set_parts(struct nn_kern *k, int parts)
         free(k->rows);
         k->rows = r;
     }
+    if (k->kind == KIND_POINTWISE && (parts > k->parts || !k->xb)) {
+        uint16_t *xb = nn_alloc_aligned((size_t)parts * PW_MR * k->C * sizeof(uint16_t));
+        if (!xb) return FR_ENOMEM;
+        free(k->xb);
+        k->xb = xb;
+    }
     k->parts = parts;
     return 0;
 }
 
 int nn_kern_claim(const struct nn_graph *g, const struct nn_shape *shapes, const int *readers,
-                  const char *taken, int n, struct nn_kern **out, int nodes[NN_KERN_MAX_NODES],
-                  int *count)
+                  const char *taken, int n, int bf16, struct nn_kern **out,
+                  int nodes[NN_KERN_MAX_NODES], int *count)
 {
     *out = NULL;
     *count = 0;
@@ -350,6 +423,13 @@ int nn_kern_claim(const struct nn_graph *g, const struct nn_shape *shapes, const
              : nd->op == NN_OP_MAX_POOL_2D
                  ? claim_pool(g, shapes, readers, taken, n, k, nodes, count)
                  : claim_narrow(g, shapes, readers, taken, n, k, nodes, count);
+    if (rc == 0 && nd->op == NN_OP_CONV_2D && bf16 && nn_kern_bf16_available()) {
+        nn_kern_free(k);
+        if (!(k = calloc(1, sizeof *k))) return FR_ENOMEM;
+        k->parts = 1;
+        rc = claim_pointwise(g, shapes, readers, taken, n, k, nodes, count);
+        if (rc > 0 && (rc = nn_kern_set_parts(k, 1)) == 0) rc = 1;
+    }
     if (rc <= 0) {
         nn_kern_free(k);
         *count = 0;
@@ -706,6 +786,67 @@ AVX512 static void run_pool(const struct nn_kern *k, const float *x, float *y, i
     }
 }
 
+#define AVX512BF16 __attribute__((target("avx512f,avx512bf16")))
+
+/* Pixels [p0, p0 + m) (m <= PW_MR) of a pointwise kernel: the inputs once into bfloat16 pairs,
+ * then every block of 32 outputs with m x 2 accumulators in registers. */
+AVX512BF16 static void pw_block(const struct nn_kern *k, const float *x, float *y, size_t p0,
+                                int m, uint16_t *xb)
+{
+    const int C = k->C, O = k->O1;
+    const float *xp = x + p0 * C;
+    size_t n = (size_t)m * C, i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(xp + i + 16), _mm512_loadu_ps(xp + i));
+        _mm512_storeu_si512(xb + i, (__m512i)v);
+    }
+    if (i < n) { /* n is even: pairs of the rest, in one masked pass */
+        __mmask16 lo = n - i >= 16 ? 0xffff : (__mmask16)((1u << (n - i)) - 1);
+        __mmask16 hi = n - i > 16 ? (__mmask16)((1u << (n - i - 16)) - 1) : 0;
+        __m512bh v = _mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(hi, xp + i + 16),
+                                         _mm512_maskz_loadu_ps(lo, xp + i));
+        _mm512_mask_storeu_epi16(xb + i, ((__mmask32)hi << 16) | lo, (__m512i)v);
+    }
+    const int *pairs = (const int *)xb;
+    for (int ob = 0; ob < O; ob += 32) {
+        const uint16_t *w0 = k->wb + (size_t)ob * C, *w1 = w0 + (size_t)16 * C;
+        __m512 a0[PW_MR], a1[PW_MR];
+        for (int j = 0; j < PW_MR; j++)
+            a0[j] = a1[j] = _mm512_setzero_ps();
+        for (int c2 = 0; c2 < C / 2; c2++) {
+            __m512bh u0 = (__m512bh)_mm512_load_si512(w0 + (size_t)c2 * 32);
+            __m512bh u1 = (__m512bh)_mm512_load_si512(w1 + (size_t)c2 * 32);
+            for (int j = 0; j < PW_MR; j++) {
+                if (j >= m) break;
+                __m512bh v = (__m512bh)_mm512_set1_epi32(pairs[(size_t)j * (C / 2) + c2]);
+                a0[j] = _mm512_dpbf16_ps(a0[j], v, u0);
+                a1[j] = _mm512_dpbf16_ps(a1[j], v, u1);
+            }
+        }
+        __m512 b0 = _mm512_loadu_ps(k->bias + ob), b1 = _mm512_loadu_ps(k->bias + ob + 16);
+        __m512 s0 = _mm512_loadu_ps(k->slope + ob), s1 = _mm512_loadu_ps(k->slope + ob + 16);
+        __m512 l0 = _mm512_loadu_ps(k->lo + ob), l1 = _mm512_loadu_ps(k->lo + ob + 16);
+        __m512 h0 = _mm512_loadu_ps(k->hi + ob), h1 = _mm512_loadu_ps(k->hi + ob + 16);
+        for (int j = 0; j < m; j++) {
+            float *yp = y + (p0 + (size_t)j) * O + ob;
+            _mm512_storeu_ps(yp, activate(_mm512_add_ps(a0[j], b0), s0, l0, h0));
+            _mm512_storeu_ps(yp + 16, activate(_mm512_add_ps(a1[j], b1), s1, l1, h1));
+        }
+    }
+}
+
+/* Pixel blocks u0 .. u1 - 1 of a pointwise kernel, with the scratch of part `part`. */
+static void run_pointwise(const struct nn_kern *k, const float *x, float *y, int u0, int u1,
+                          int part)
+{
+    size_t P = (size_t)k->N * k->OH * k->OW;
+    uint16_t *xb = k->xb + (size_t)part * PW_MR * k->C;
+    for (int u = u0; u < u1; u++) {
+        size_t p0 = (size_t)u * PW_MR;
+        pw_block(k, x, y, p0, P - p0 < PW_MR ? (int)(P - p0) : PW_MR, xb);
+    }
+}
+
 struct run_ctx {
     const struct nn_kern *k;
     const float *x;
@@ -721,6 +862,8 @@ static void run_part(const struct run_ctx *c, int part)
         run_depthwise(c->k, c->x, c->y[0], u0, u1);
     else if (c->k->kind == KIND_POOL)
         run_pool(c->k, c->x, c->y[0], u0, u1);
+    else if (c->k->kind == KIND_POINTWISE)
+        run_pointwise(c->k, c->x, c->y[0], u0, u1, part);
     else
         run_narrow(c->k, c->x, c->y, u0, u1, part);
 }
@@ -733,7 +876,9 @@ static void run_task(void *ctx, size_t part)
 void nn_kern_run(const struct nn_kern *k, const float *x, float *const *y, pthreadpool_t pool)
 {
     int rows = k->kind == KIND_NARROW && k->pool ? k->PH : k->OH;
-    struct run_ctx c = {k, x, y, k->N * rows, pool ? k->parts : 1};
+    int units = k->kind == KIND_POINTWISE ? (k->N * k->OH * k->OW + PW_MR - 1) / PW_MR
+                                          : k->N * rows;
+    struct run_ctx c = {k, x, y, units, pool ? k->parts : 1};
     if (c.parts > c.units) c.parts = c.units;
     if (c.parts <= 1) {
         c.parts = 1;

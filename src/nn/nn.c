@@ -30,7 +30,7 @@ struct nn_net {
     int ncache, max_cache;
     uint64_t clock;
     int band_stride, band_field; /* geometry along H when bandable, else 0 */
-    int kernels;                 /* plans may use the engine's own kernels */
+    int kernels;                 /* NN_PLAN_* flags for plans */
 };
 
 #define BAND_ROWS 96 /* input rows of a band (48 before P-Net's first layer was fused with its
@@ -125,7 +125,7 @@ int nn_net_from_graph(struct nn_graph *g, const struct nn_opts *opts, struct nn_
         if (n < 0) rc = fr_fail(err, n, "graph pruning failed");
     }
     net->backend = opts->backend;
-    net->kernels = !opts->no_kernels;
+    net->kernels = opts->no_kernels ? 0 : NN_PLAN_KERNELS | (opts->bf16 ? NN_PLAN_BF16 : 0);
     if (!rc && !opts->no_bands) band_analyse(net);
     if (!rc && net->backend == NN_BACKEND_XNNPACK) {
         if (!nn_xnn_supports(g, NULL) || nn_xnn_init(err) != 0)

@@ -169,11 +169,11 @@ int nn_plan_build(const struct nn_graph *g, const struct nn_shape *shapes, pthre
     /* first the kernels, in node order (one may take a node before its own, such as the
      * PReLU that writes a depthwise input), then steps in node order: a kernel where its first
      * node was, XNNPACK segments for the runs between */
-    int use_kern = kernels && nn_kern_available(), ns = 0, open = -1;
+    int use_kern = (kernels & NN_PLAN_KERNELS) && nn_kern_available(), ns = 0, open = -1;
     int parts = pool ? (int)pthreadpool_get_threads_count(pool) : 1;
     for (int n = 0; n < N && use_kern; n++) {
         if (taken[n]) continue;
-        int c = nn_kern_claim(g, shapes, b.readers, taken, n, &b.kern_at[n],
+        int c = nn_kern_claim(g, shapes, b.readers, taken, n, kernels & NN_PLAN_BF16, &b.kern_at[n],
                               b.kern_nodes + (size_t)n * NN_KERN_MAX_NODES, &b.kern_count[n]);
         if (c > 0 && nn_kern_set_parts(b.kern_at[n], parts)) c = FR_ENOMEM;
         if (c < 0) {

@@ -13,8 +13,13 @@
 
 struct nn_plan;
 
+enum {
+    NN_PLAN_KERNELS = 1, /* use the engine's own kernels where they apply */
+    NN_PLAN_BF16 = 2     /* and those in bfloat16 products (kern.h) */
+};
+
 /* Builds the plan for g at shapes (from nn_graph_shapes; both must outlive the plan) on pool
- * (NULL: the caller's thread). kernels: use the engine's own kernels where they apply.
+ * (NULL: the caller's thread). kernels: NN_PLAN_* flags.
  * Returns 0, FR_EUNSUPPORTED, FR_EBACKEND (XNNPACK refused a node; err names it), FR_ENOMEM. */
 int nn_plan_build(const struct nn_graph *g, const struct nn_shape *shapes, pthreadpool_t pool,
                   int kernels, struct nn_plan **out, char err[FR_ERR_LEN]) FR_MUST_USE;
