@@ -383,6 +383,31 @@ static void test_pointwise_kernel(int iter)
     compare_with(g, what, 1, 1 + iter % 2, 2e-2);
 }
 
+/* Any other convolution in bfloat16 products (at least 8 inputs, odd counts too; at least 16
+ * outputs, not always a multiple of 16; strides 1 and 2, SAME and VALID), with the PReLU after
+ * it or a clamp, on one and two threads. */
+static void test_conv_bf16_kernel(int iter)
+{
+    int c = rint_(8, 70), o = rint_(16, 80), k = rint_(1, 3), s = rint_(1, 2);
+    int h = rint_(k, 20), w = rint_(k, 20), prelu = iter % 3 != 2;
+    if (k == 1 && s == 1 && c % 2 == 0) c++; /* else the pointwise kernel's */
+    struct nn_graph *g = new_graph(nhwc(rint_(1, 2), h, w, c));
+    int wt = add_tensor(g, nhwc(o, k, k, c), 1);
+    int b = add_tensor(g, (struct nn_shape){1, {o}}, 1);
+    struct nn_node *nd = add_node(g, NN_OP_CONV_2D, g->inputs[0], wt, b);
+    nd->pad = rint_(0, 1) ? NN_PAD_SAME : NN_PAD_VALID;
+    nd->stride_h = nd->stride_w = s;
+    if (prelu)
+        prelu_after(g, nd->out, o);
+    else
+        nd->act = NN_ACT_RELU6;
+    char what[160];
+    snprintf(what, sizeof what, "conv bf16 kernel #%d %dx%dx%d k%d s%d %s -> %d%s", iter, h, w, c,
+             k, s, nd->pad == NN_PAD_SAME ? "same" : "valid", o, prelu ? " prelu" : " relu6");
+    expect_claim_with(g, 0, 1, 1 + prelu, what);
+    compare_with(g, what, 1, 1 + iter % 2, 2e-2);
+}
+
 /* Ops XNNPACK lacks: the net falls back to the reference kernels and still runs. */
 static void test_fallback(void)
 {
@@ -453,6 +478,8 @@ int main(void)
         test_pool_kernel(i);
     for (int i = 0; i < 30; i++)
         test_pointwise_kernel(i);
+    for (int i = 0; i < 60; i++)
+        test_conv_bf16_kernel(i);
     test_fallback();
     return check_done();
 }

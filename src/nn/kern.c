@@ -19,7 +19,9 @@
 
 #define PW_MR 12 /* pixels per block of the pointwise kernel (with 32 outputs: 24 accumulators) */
 
-enum kind { KIND_DEPTHWISE, KIND_NARROW, KIND_POOL, KIND_POINTWISE };
+#define CB_MR 12 /* output pixels per block of the bfloat16 convolution */
+
+enum kind { KIND_DEPTHWISE, KIND_NARROW, KIND_POOL, KIND_POINTWISE, KIND_CONV_BF16 };
 
 struct nn_kern {
     enum kind kind;
@@ -37,6 +39,9 @@ struct nn_kern {
     int O1;                 /* pointwise: output channels (a multiple of 32); C: inputs (even) */
     uint16_t *wb;           /* pointwise: bfloat16 weights [O1/16][C/2][16 outputs][2 inputs] */
     uint16_t *xb;           /* pointwise: a block of PW_MR input pixels in bfloat16, per part */
+    int C2, Hp, Wp;         /* bf16 conv: input channel pairs, padded input height and width;
+                               wb [ceil(O1/16)][KH*KW][C2][16][2]; xb the padded input [N][Hp][Wp]
+                               [C2][2] (zero borders, zero odd channel) */
     int parts;              /* pieces run at once on a thread pool (1: the caller's thread) */
 };
 
@@ -386,6 +391,53 @@ static int claim_pointwise(const struct nn_graph *g, const struct nn_shape *shap
     return 1;
 }
 
+/* Any convolution (no dilation) with the PReLU after it fused, in bfloat16 products summed in
+ * float32: the input is first copied into a zero-padded bfloat16 picture, then every output
+ * pixel is a plain sum over taps and channel pairs. */
+static int claim_conv_bf16(const struct nn_graph *g, const struct nn_shape *shapes,
+                           const int *readers, const char *taken, int n, struct nn_kern *k,
+                           int *nodes, int *count)
+{
+    const struct nn_node *nd = &g->nodes[n];
+    if (!geometry(g, shapes, nd, k) || g->tensors[nd->in[1]].shape.d[3] != k->C) return 0;
+    int O = shapes[nd->out].d[3], O16 = (O + 15) / 16, taps = k->KH * k->KW;
+    if (O < 16 || k->C < 8) return 0; /* the narrow kernel's; few inputs: XNNPACK is faster */
+    k->kind = KIND_CONV_BF16;
+    k->O1 = O;
+    k->C2 = (k->C + 1) / 2;
+    k->Hp = (k->OH - 1) * k->sh + k->KH, k->Wp = (k->OW - 1) * k->sw + k->KW;
+    if (k->Hp < k->pt + k->H) k->Hp = k->pt + k->H;
+    if (k->Wp < k->pl + k->W) k->Wp = k->pl + k->W;
+    if (alloc_params(k, 16, (size_t)O16 * 16)) return FR_ENOMEM;
+    size_t nw = (size_t)O16 * taps * k->C2 * 32;
+    size_t nx = (size_t)k->N * k->Hp * k->Wp * k->C2 * 2;
+    k->wb = nn_alloc_aligned(nw * sizeof(uint16_t));
+    k->xb = nn_alloc_aligned(nx * sizeof(uint16_t));
+    if (!k->wb || !k->xb) return FR_ENOMEM;
+    memset(k->wb, 0, nw * sizeof(uint16_t));
+    memset(k->xb, 0, nx * sizeof(uint16_t));
+    const float *w = g->tensors[nd->in[1]].data; /* [O][KH][KW][C] */
+    for (int o = 0; o < O; o++)
+        for (int t = 0; t < taps; t++)
+            for (int c = 0; c < k->C; c++)
+                k->wb[((((size_t)(o / 16) * taps + t) * k->C2 + c / 2) * 16 + o % 16) * 2 + c % 2] =
+                    to_bf16(w[((size_t)o * taps + t) * k->C + c]);
+    if (nd->nin > 2 && nd->in[2] >= 0)
+        memcpy(k->bias, g->tensors[nd->in[2]].data, (size_t)O * sizeof(float));
+    float lo, hi;
+    nn_act_range(nd->act, &lo, &hi);
+    int p = prelu_reader(g, shapes, readers, taken, n, nd->out);
+    const float *sl = p >= 0 ? g->tensors[g->nodes[p].in[1]].data : NULL;
+    for (int o = 0; o < O16 * 16; o++)
+        k->slope[o] = sl && o < O ? sl[o] : 1.0f, k->lo[o] = lo, k->hi[o] = hi;
+    nodes[0] = n;
+    *count = 1;
+    k->nout = 1;
+    k->out[0] = nd->out;
+    if (p >= 0) nodes[(*count)++] = p, k->out[0] = g->nodes[p].out;
+    return 1;
+}
+
 int nn_kern_set_parts(struct nn_kern *k, int parts)
 {
     if (parts < 1) parts = 1;
@@ -428,7 +480,13 @@ int nn_kern_claim(const struct nn_graph *g, const struct nn_shape *shapes, const
         if (!(k = calloc(1, sizeof *k))) return FR_ENOMEM;
         k->parts = 1;
         rc = claim_pointwise(g, shapes, readers, taken, n, k, nodes, count);
-        if (rc > 0 && (rc = nn_kern_set_parts(k, 1)) == 0) rc = 1;
+        if (rc == 0) {
+            nn_kern_free(k);
+            if (!(k = calloc(1, sizeof *k))) return FR_ENOMEM;
+            k->parts = 1;
+            rc = claim_conv_bf16(g, shapes, readers, taken, n, k, nodes, count);
+        }
+        if (rc > 0 && k->kind == KIND_POINTWISE && (rc = nn_kern_set_parts(k, 1)) == 0) rc = 1;
     }
     if (rc <= 0) {
         nn_kern_free(k);
@@ -790,8 +848,8 @@ AVX512 static void run_pool(const struct nn_kern *k, const float *x, float *y, i
 
 /* Pixels [p0, p0 + m) (m <= PW_MR) of a pointwise kernel: the inputs once into bfloat16 pairs,
  * then every block of 32 outputs with m x 2 accumulators in registers. */
-AVX512BF16 static void pw_block(const struct nn_kern *k, const float *x, float *y, size_t p0,
-                                int m, uint16_t *xb)
+AVX512BF16 static inline __attribute__((always_inline)) void
+pw_block(const struct nn_kern *k, const float *x, float *y, size_t p0, int m, uint16_t *xb)
 {
     const int C = k->C, O = k->O1;
     const float *xp = x + p0 * C;
@@ -835,15 +893,112 @@ AVX512BF16 static void pw_block(const struct nn_kern *k, const float *x, float *
     }
 }
 
+/* Padded input rows u0 .. u1 - 1 (over the batch) of a bfloat16 convolution into xb; the zero
+ * borders were written once when it was claimed. */
+AVX512BF16 static void cb_convert(const struct nn_kern *k, const float *x, int u0, int u1)
+{
+    const int C = k->C, C2 = k->C2;
+    for (int u = u0; u < u1; u++) {
+        int n = u / k->Hp, iy = u % k->Hp - k->pt;
+        if (iy < 0 || iy >= k->H) continue;
+        const float *xr = x + ((size_t)n * k->H + iy) * k->W * C;
+        uint16_t *yr = k->xb + (((size_t)n * k->Hp + u % k->Hp) * k->Wp + k->pl) * C2 * 2;
+        if (C % 2 == 0) { /* the row is contiguous on both sides */
+            size_t len = (size_t)k->W * C, i = 0;
+            for (; i + 32 <= len; i += 32) {
+                __m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(xr + i + 16),
+                                                 _mm512_loadu_ps(xr + i));
+                _mm512_storeu_si512(yr + i, (__m512i)v);
+            }
+            for (; i < len; i++)
+                yr[i] = to_bf16(xr[i]);
+        } else {
+            for (int ix = 0; ix < k->W; ix++)
+                for (int c = 0; c < C; c++)
+                    yr[(size_t)ix * C2 * 2 + c] = to_bf16(xr[(size_t)ix * C + c]);
+        }
+    }
+}
+
+/* MR output pixels from p0 (flat over the batch), outputs [ob, ob + 16 * NB), accumulated over
+ * every tap and channel pair. */
+AVX512BF16 static inline __attribute__((always_inline)) void
+cb_tile(const struct nn_kern *k, float *y, size_t p0, int m, int ob, const int *off, int NB)
+{
+    const int C2 = k->C2, taps = k->KH * k->KW, O = k->O1;
+    const int *pairs = (const int *)k->xb;
+    __m512 a[CB_MR][2];
+    for (int j = 0; j < CB_MR; j++)
+        a[j][0] = a[j][1] = _mm512_setzero_ps();
+    const uint16_t *w0 = k->wb + (size_t)(ob / 16) * taps * C2 * 32;
+    const uint16_t *w1 = w0 + (size_t)taps * C2 * 32;
+    for (int t = 0; t < taps; t++) {
+        int toff = ((t / k->KW) * k->Wp + t % k->KW) * C2;
+        for (int c2 = 0; c2 < C2; c2++) {
+            size_t wi = ((size_t)t * C2 + c2) * 32;
+            __m512bh u0 = (__m512bh)_mm512_load_si512(w0 + wi), u1 = u0;
+            if (NB == 2) u1 = (__m512bh)_mm512_load_si512(w1 + wi);
+            for (int j = 0; j < CB_MR; j++) {
+                if (j >= m) break;
+                __m512bh v = (__m512bh)_mm512_set1_epi32(pairs[off[j] + toff + c2]);
+                a[j][0] = _mm512_dpbf16_ps(a[j][0], v, u0);
+                if (NB == 2) a[j][1] = _mm512_dpbf16_ps(a[j][1], v, u1);
+            }
+        }
+    }
+    for (int h = 0; h < NB; h++) {
+        int o0 = ob + 16 * h;
+        __mmask16 mk = O - o0 >= 16 ? 0xffff : (__mmask16)((1u << (O - o0)) - 1);
+        __m512 b = _mm512_loadu_ps(k->bias + o0), s = _mm512_loadu_ps(k->slope + o0);
+        __m512 lo = _mm512_loadu_ps(k->lo + o0), hi = _mm512_loadu_ps(k->hi + o0);
+        for (int j = 0; j < m; j++)
+            store(y + (p0 + (size_t)j) * O + o0, mk,
+                  activate(_mm512_add_ps(a[j][h], b), s, lo, hi));
+    }
+}
+
+/* Pixel blocks u0 .. u1 - 1 of a bfloat16 convolution (xb already converted). */
+AVX512BF16 static void run_conv_bf16(const struct nn_kern *k, float *y, int u0, int u1)
+{
+    size_t P = (size_t)k->N * k->OH * k->OW;
+    int O16 = (k->O1 + 15) / 16;
+
+    for (int u = u0; u < u1; u++) {
+        size_t p0 = (size_t)u * CB_MR;
+        int m = P - p0 < CB_MR ? (int)(P - p0) : CB_MR, off[CB_MR];
+        for (int j = 0; j < m; j++) {
+            size_t p = p0 + (size_t)j;
+            int n = (int)(p / ((size_t)k->OH * k->OW)), r = (int)(p % ((size_t)k->OH * k->OW));
+            int oy = r / k->OW, ox = r % k->OW;
+            off[j] = (((n * k->Hp) + oy * k->sh) * k->Wp + ox * k->sw) * k->C2;
+        }
+        int ob = 0;
+        for (; ob + 32 <= O16 * 16; ob += 32)
+            if (m == CB_MR)
+                cb_tile(k, y, p0, CB_MR, ob, off, 2);
+            else
+                cb_tile(k, y, p0, m, ob, off, 2);
+        if (ob < O16 * 16) {
+            if (m == CB_MR)
+                cb_tile(k, y, p0, CB_MR, ob, off, 1);
+            else
+                cb_tile(k, y, p0, m, ob, off, 1);
+        }
+    }
+}
+
 /* Pixel blocks u0 .. u1 - 1 of a pointwise kernel, with the scratch of part `part`. */
-static void run_pointwise(const struct nn_kern *k, const float *x, float *y, int u0, int u1,
+AVX512BF16 static void run_pointwise(const struct nn_kern *k, const float *x, float *y, int u0, int u1,
                           int part)
 {
     size_t P = (size_t)k->N * k->OH * k->OW;
     uint16_t *xb = k->xb + (size_t)part * PW_MR * k->C;
     for (int u = u0; u < u1; u++) {
         size_t p0 = (size_t)u * PW_MR;
-        pw_block(k, x, y, p0, P - p0 < PW_MR ? (int)(P - p0) : PW_MR, xb);
+        if (P - p0 >= PW_MR)
+            pw_block(k, x, y, p0, PW_MR, xb); /* inlined with a constant count */
+        else
+            pw_block(k, x, y, p0, (int)(P - p0), xb);
     }
 }
 
@@ -852,6 +1007,7 @@ struct run_ctx {
     const float *x;
     float *const *y;
     int units, parts;
+    int convert; /* bf16 conv: this pass converts the input rows (units), not output blocks */
 };
 
 static void run_part(const struct run_ctx *c, int part)
@@ -864,6 +1020,10 @@ static void run_part(const struct run_ctx *c, int part)
         run_pool(c->k, c->x, c->y[0], u0, u1);
     else if (c->k->kind == KIND_POINTWISE)
         run_pointwise(c->k, c->x, c->y[0], u0, u1, part);
+    else if (c->k->kind == KIND_CONV_BF16 && c->convert)
+        cb_convert(c->k, c->x, u0, u1);
+    else if (c->k->kind == KIND_CONV_BF16)
+        run_conv_bf16(c->k, c->y[0], u0, u1);
     else
         run_narrow(c->k, c->x, c->y, u0, u1, part);
 }
@@ -873,17 +1033,28 @@ static void run_task(void *ctx, size_t part)
     run_part(ctx, (int)part);
 }
 
+static void run_units(struct run_ctx *c, pthreadpool_t pool)
+{
+    if (c->parts > c->units) c->parts = c->units;
+    if (c->parts <= 1) {
+        c->parts = 1;
+        run_part(c, 0);
+    } else {
+        pthreadpool_parallelize_1d(pool, run_task, c, (size_t)c->parts, 0);
+    }
+}
+
 void nn_kern_run(const struct nn_kern *k, const float *x, float *const *y, pthreadpool_t pool)
 {
     int rows = k->kind == KIND_NARROW && k->pool ? k->PH : k->OH;
     int units = k->kind == KIND_POINTWISE ? (k->N * k->OH * k->OW + PW_MR - 1) / PW_MR
-                                          : k->N * rows;
-    struct run_ctx c = {k, x, y, units, pool ? k->parts : 1};
-    if (c.parts > c.units) c.parts = c.units;
-    if (c.parts <= 1) {
-        c.parts = 1;
-        run_part(&c, 0);
-    } else {
-        pthreadpool_parallelize_1d(pool, run_task, &c, (size_t)c.parts, 0);
+                : k->kind == KIND_CONV_BF16 ? (k->N * k->OH * k->OW + CB_MR - 1) / CB_MR
+                                            : k->N * rows;
+    int parts = pool ? k->parts : 1;
+    if (k->kind == KIND_CONV_BF16) {
+        struct run_ctx cv = {k, x, y, k->N * k->Hp, parts, 1};
+        run_units(&cv, pool);
     }
+    struct run_ctx c = {k, x, y, units, parts, 0};
+    run_units(&c, pool);
 }

@@ -13,12 +13,19 @@
  *   - max pools with the PReLU before them applied as the input is read: R-Net's and O-Net's
  *     PReLU + pool pairs, two passes in XNNPACK (per crop in an A/B in one process: O-Net
  *     0.212 -> 0.204 ms, R-Net 0.0257 -> 0.0249 ms);
- *   - only when asked (bf16): 1x1 convolutions (an even number of inputs, a multiple of 32
- *     outputs) with the PReLU after them, in bfloat16 products summed in float32 (AVX512_BF16's
- *     VDPBF16PS does twice the products of an FMA: 383 against 209 GFLOPS measured here).
- *     Blocks of 12 pixels are converted once and meet every 32 outputs in 24 accumulators.
- *     MobileFaceNet, whose 1x1 layers are 85% of its products: 3.18 -> 1.70 ms, embeddings
- *     within 0.8% (max abs error / max abs value) and cosine 0.99997 of float32.
+ *   - only when asked (bf16), convolutions in bfloat16 products summed in float32: AVX512_BF16's
+ *     VDPBF16PS does twice the products of an FMA (383 against 209 GFLOPS measured here).
+ *     Factors keep 8 bits: outputs move by up to ~1% of their range (test_nn_golden: P-Net's
+ *     probabilities 1.3e-2, MobileFaceNet 8e-3 and cosine 0.99997), which left every detection
+ *     and accuracy figure of the pipeline unchanged.
+ *       - 1x1 convolutions (an even number of inputs, a multiple of 32 outputs) with the PReLU
+ *         after them: blocks of 12 pixels are converted once and meet every 32 outputs in 24
+ *         accumulators. MobileFaceNet, whose 1x1 layers are 85% of its products: 3.18 -> 1.70 ms.
+ *       - any other convolution with at least 8 inputs and 16 outputs (fewer: the narrow
+ *         kernel's, or XNNPACK's, which was faster on 3 inputs), PReLU after it fused: the input
+ *         is copied into a zero-bordered bfloat16 picture, then blocks of 12 output pixels sum
+ *         over taps and channel pairs. Medians in one process: P-Net pyramid 6.15 -> 4.5-5.1
+ *         ms, R-Net 0.025 -> 0.016-0.018 ms and O-Net 0.18 -> 0.11-0.12 ms per crop.
  *
  * A kernel replaces one to four nodes of a graph at one set of shapes; the plan (plan.h) runs it
  * between XNNPACK segments. Kernels use AVX-512 and are offered only on CPUs that have it

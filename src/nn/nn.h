@@ -32,9 +32,9 @@ struct nn_opts {
     int max_shapes;       /* executors kept at once (default 32) */
     int no_bands;         /* never run a fully convolutional graph in horizontal bands */
     int no_kernels;       /* XNNPACK for every node: none of the engine's own kernels (kern.h) */
-    int bf16;             /* 1x1 convolutions in bfloat16 products summed in float32, where the
-                             CPU has AVX512_BF16 (kern.h): faster, and no longer equal to the
-                             float32 model within 1e-4 */
+    int bf16;             /* convolutions in bfloat16 products summed in float32, where the CPU
+                             has AVX512_BF16 (kern.h): faster, and no longer equal to the float32
+                             model within 1e-4 */
 };
 
 struct nn_output {
