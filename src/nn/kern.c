@@ -17,9 +17,7 @@
 
 #define DW3_BLOCK 8 /* output pixels per block of the 3x3 depthwise kernel */
 
-#define PW_MR 12 /* pixels per block of the pointwise kernel (with 32 outputs: 24 accumulators) */
-
-#define CB_MR 12 /* output pixels per block of the bfloat16 convolution */
+#define CB_MR 12 /* output pixels per block of the bfloat16 convolutions (x 32 outputs: 24 sums) */
 
 enum kind { KIND_DEPTHWISE, KIND_NARROW, KIND_POOL, KIND_POINTWISE, KIND_CONV_BF16 };
 
@@ -36,12 +34,12 @@ struct nn_kern {
     float *pre;             /* depthwise, pool: slopes of a PReLU applied to the input as it is
                                read */
     float *rows;            /* narrow: two activated output rows of 16 lanes per part (scratch) */
-    int O1;                 /* pointwise: output channels (a multiple of 32); C: inputs (even) */
-    uint16_t *wb;           /* pointwise: bfloat16 weights [O1/16][C/2][16 outputs][2 inputs] */
-    uint16_t *xb;           /* pointwise: a block of PW_MR input pixels in bfloat16, per part */
-    int C2, Hp, Wp;         /* bf16 conv: input channel pairs, padded input height and width;
-                               wb [ceil(O1/16)][KH*KW][C2][16][2]; xb the padded input [N][Hp][Wp]
-                               [C2][2] (zero borders, zero odd channel) */
+    int O1, C2;             /* bfloat16 kinds: outputs, input channel pairs */
+    uint16_t *wb;           /* bfloat16 weights [ceil(O1/16)][KH*KW][C2][16 outputs][2 inputs] */
+    uint16_t *xb;           /* pointwise: a block of CB_MR input pixels in bfloat16, per part;
+                               conv: the padded input [N][Hp][Wp][C2][2] (zero borders and odd
+                               channel) */
+    int Hp, Wp;             /* conv: padded input height and width */
     int parts;              /* pieces run at once on a thread pool (1: the caller's thread) */
 };
 
@@ -351,71 +349,37 @@ static uint16_t to_bf16(float f)
     return (uint16_t)(u >> 16);
 }
 
-/* A 1x1 convolution (stride 1, no padding, an even number of inputs, a multiple of 32
- * outputs) with the PReLU after it fused, in bfloat16 products summed in float32. */
-static int claim_pointwise(const struct nn_graph *g, const struct nn_shape *shapes,
-                           const int *readers, const char *taken, int n, struct nn_kern *k,
-                           int *nodes, int *count)
-{
-    const struct nn_node *nd = &g->nodes[n];
-    if (!geometry(g, shapes, nd, k) || k->KH != 1 || k->KW != 1 || k->sh != 1 || k->sw != 1 ||
-        k->pt || k->pl || k->OH != k->H || k->OW != k->W || k->C % 2 ||
-        g->tensors[nd->in[1]].shape.d[3] != k->C)
-        return 0;
-    int O = shapes[nd->out].d[3];
-    if (O % 32) return 0;
-    k->kind = KIND_POINTWISE;
-    k->O1 = O;
-    if (alloc_params(k, 16, (size_t)O)) return FR_ENOMEM;
-    if (!(k->wb = nn_alloc_aligned((size_t)O * k->C * sizeof(uint16_t)))) return FR_ENOMEM;
-    const float *w = g->tensors[nd->in[1]].data; /* [O][1][1][C] */
-    for (int ob = 0; ob < O / 16; ob++)
-        for (int c2 = 0; c2 < k->C / 2; c2++)
-            for (int j = 0; j < 16; j++)
-                for (int t = 0; t < 2; t++)
-                    k->wb[(((size_t)ob * (k->C / 2) + c2) * 16 + j) * 2 + t] =
-                        to_bf16(w[(size_t)(ob * 16 + j) * k->C + 2 * c2 + t]);
-    if (nd->nin > 2 && nd->in[2] >= 0)
-        memcpy(k->bias, g->tensors[nd->in[2]].data, (size_t)O * sizeof(float));
-    float lo, hi;
-    nn_act_range(nd->act, &lo, &hi);
-    int p = prelu_reader(g, shapes, readers, taken, n, nd->out);
-    const float *sl = p >= 0 ? g->tensors[g->nodes[p].in[1]].data : NULL;
-    for (int o = 0; o < O; o++)
-        k->slope[o] = sl ? sl[o] : 1.0f, k->lo[o] = lo, k->hi[o] = hi;
-    nodes[0] = n;
-    *count = 1;
-    k->nout = 1;
-    k->out[0] = nd->out;
-    if (p >= 0) nodes[(*count)++] = p, k->out[0] = g->nodes[p].out;
-    return 1;
-}
-
-/* Any convolution (no dilation) with the PReLU after it fused, in bfloat16 products summed in
- * float32: the input is first copied into a zero-padded bfloat16 picture, then every output
- * pixel is a plain sum over taps and channel pairs. */
-static int claim_conv_bf16(const struct nn_graph *g, const struct nn_shape *shapes,
-                           const int *readers, const char *taken, int n, struct nn_kern *k,
-                           int *nodes, int *count)
+/* A convolution (no dilation) with at least 16 outputs and the PReLU after it fused, in
+ * bfloat16 products summed in float32. A 1x1 window over an even number of inputs (stride 1, no
+ * padding) is pointwise: its pixels are converted block by block as they are used. Any other
+ * window with at least 8 inputs first copies the input into a zero-bordered bfloat16 picture,
+ * where each input is read by several windows (with 3 inputs XNNPACK was faster). */
+static int claim_bf16(const struct nn_graph *g, const struct nn_shape *shapes, const int *readers,
+                      const char *taken, int n, struct nn_kern *k, int *nodes, int *count)
 {
     const struct nn_node *nd = &g->nodes[n];
     if (!geometry(g, shapes, nd, k) || g->tensors[nd->in[1]].shape.d[3] != k->C) return 0;
     int O = shapes[nd->out].d[3], O16 = (O + 15) / 16, taps = k->KH * k->KW;
-    if (O < 16 || k->C < 8) return 0; /* the narrow kernel's; few inputs: XNNPACK is faster */
-    k->kind = KIND_CONV_BF16;
+    int pointwise = taps == 1 && k->sh == 1 && k->sw == 1 && !k->pt && !k->pl &&
+                    k->OH == k->H && k->OW == k->W && k->C % 2 == 0;
+    if (O < 16 || (!pointwise && k->C < 8)) return 0;
+    k->kind = pointwise ? KIND_POINTWISE : KIND_CONV_BF16;
     k->O1 = O;
     k->C2 = (k->C + 1) / 2;
-    k->Hp = (k->OH - 1) * k->sh + k->KH, k->Wp = (k->OW - 1) * k->sw + k->KW;
-    if (k->Hp < k->pt + k->H) k->Hp = k->pt + k->H;
-    if (k->Wp < k->pl + k->W) k->Wp = k->pl + k->W;
     if (alloc_params(k, 16, (size_t)O16 * 16)) return FR_ENOMEM;
     size_t nw = (size_t)O16 * taps * k->C2 * 32;
-    size_t nx = (size_t)k->N * k->Hp * k->Wp * k->C2 * 2;
-    k->wb = nn_alloc_aligned(nw * sizeof(uint16_t));
-    k->xb = nn_alloc_aligned(nx * sizeof(uint16_t));
-    if (!k->wb || !k->xb) return FR_ENOMEM;
+    if (!(k->wb = nn_alloc_aligned(nw * sizeof(uint16_t)))) return FR_ENOMEM;
     memset(k->wb, 0, nw * sizeof(uint16_t));
-    memset(k->xb, 0, nx * sizeof(uint16_t));
+    if (!pointwise) {
+        k->Hp = (k->OH - 1) * k->sh + k->KH, k->Wp = (k->OW - 1) * k->sw + k->KW;
+        if (k->Hp < k->pt + k->H) k->Hp = k->pt + k->H;
+        if (k->Wp < k->pl + k->W) k->Wp = k->pl + k->W;
+        size_t nx = (size_t)k->N * k->Hp * k->Wp * k->C2 * 2;
+        if (!(k->xb = nn_alloc_aligned(nx * sizeof(uint16_t)))) return FR_ENOMEM;
+        memset(k->xb, 0, nx * sizeof(uint16_t));
+    } else if (!(k->xb = nn_alloc_aligned((size_t)CB_MR * k->C * sizeof(uint16_t)))) {
+        return FR_ENOMEM; /* one part's scratch; nn_kern_set_parts makes room for more */
+    }
     const float *w = g->tensors[nd->in[1]].data; /* [O][KH][KW][C] */
     for (int o = 0; o < O; o++)
         for (int t = 0; t < taps; t++)
@@ -447,8 +411,8 @@ int nn_kern_set_parts(struct nn_kern *k, int parts)
         free(k->rows);
         k->rows = r;
     }
-    if (k->kind == KIND_POINTWISE && (parts > k->parts || !k->xb)) {
-        uint16_t *xb = nn_alloc_aligned((size_t)parts * PW_MR * k->C * sizeof(uint16_t));
+    if (k->kind == KIND_POINTWISE && parts > k->parts) {
+        uint16_t *xb = nn_alloc_aligned((size_t)parts * CB_MR * k->C * sizeof(uint16_t));
         if (!xb) return FR_ENOMEM;
         free(k->xb);
         k->xb = xb;
@@ -476,17 +440,10 @@ int nn_kern_claim(const struct nn_graph *g, const struct nn_shape *shapes, const
                  ? claim_pool(g, shapes, readers, taken, n, k, nodes, count)
                  : claim_narrow(g, shapes, readers, taken, n, k, nodes, count);
     if (rc == 0 && nd->op == NN_OP_CONV_2D && bf16 && nn_kern_bf16_available()) {
-        nn_kern_free(k);
+        nn_kern_free(k); /* a fresh one: a claim that declines may have filled in fields */
         if (!(k = calloc(1, sizeof *k))) return FR_ENOMEM;
         k->parts = 1;
-        rc = claim_pointwise(g, shapes, readers, taken, n, k, nodes, count);
-        if (rc == 0) {
-            nn_kern_free(k);
-            if (!(k = calloc(1, sizeof *k))) return FR_ENOMEM;
-            k->parts = 1;
-            rc = claim_conv_bf16(g, shapes, readers, taken, n, k, nodes, count);
-        }
-        if (rc > 0 && k->kind == KIND_POINTWISE && (rc = nn_kern_set_parts(k, 1)) == 0) rc = 1;
+        rc = claim_bf16(g, shapes, readers, taken, n, k, nodes, count);
     }
     if (rc <= 0) {
         nn_kern_free(k);
@@ -846,101 +803,47 @@ AVX512 static void run_pool(const struct nn_kern *k, const float *x, float *y, i
 
 #define AVX512BF16 __attribute__((target("avx512f,avx512bf16")))
 
-/* Pixels [p0, p0 + m) (m <= PW_MR) of a pointwise kernel: the inputs once into bfloat16 pairs,
- * then every block of 32 outputs with m x 2 accumulators in registers. */
-AVX512BF16 static inline __attribute__((always_inline)) void
-pw_block(const struct nn_kern *k, const float *x, float *y, size_t p0, int m, uint16_t *xb)
+/* n floats (n even) from x into bfloat16 at y. */
+AVX512BF16 static void to_bf16_row(const float *x, size_t n, uint16_t *y)
 {
-    const int C = k->C, O = k->O1;
-    const float *xp = x + p0 * C;
-    size_t n = (size_t)m * C, i = 0;
+    size_t i = 0;
     for (; i + 32 <= n; i += 32) {
-        __m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(xp + i + 16), _mm512_loadu_ps(xp + i));
-        _mm512_storeu_si512(xb + i, (__m512i)v);
+        __m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + i + 16), _mm512_loadu_ps(x + i));
+        _mm512_storeu_si512(y + i, (__m512i)v);
     }
-    if (i < n) { /* n is even: pairs of the rest, in one masked pass */
+    if (i < n) { /* the rest, in one masked pass */
         __mmask16 lo = n - i >= 16 ? 0xffff : (__mmask16)((1u << (n - i)) - 1);
         __mmask16 hi = n - i > 16 ? (__mmask16)((1u << (n - i - 16)) - 1) : 0;
-        __m512bh v = _mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(hi, xp + i + 16),
-                                         _mm512_maskz_loadu_ps(lo, xp + i));
-        _mm512_mask_storeu_epi16(xb + i, ((__mmask32)hi << 16) | lo, (__m512i)v);
-    }
-    const int *pairs = (const int *)xb;
-    for (int ob = 0; ob < O; ob += 32) {
-        const uint16_t *w0 = k->wb + (size_t)ob * C, *w1 = w0 + (size_t)16 * C;
-        __m512 a0[PW_MR], a1[PW_MR];
-        for (int j = 0; j < PW_MR; j++)
-            a0[j] = a1[j] = _mm512_setzero_ps();
-        for (int c2 = 0; c2 < C / 2; c2++) {
-            __m512bh u0 = (__m512bh)_mm512_load_si512(w0 + (size_t)c2 * 32);
-            __m512bh u1 = (__m512bh)_mm512_load_si512(w1 + (size_t)c2 * 32);
-            for (int j = 0; j < PW_MR; j++) {
-                if (j >= m) break;
-                __m512bh v = (__m512bh)_mm512_set1_epi32(pairs[(size_t)j * (C / 2) + c2]);
-                a0[j] = _mm512_dpbf16_ps(a0[j], v, u0);
-                a1[j] = _mm512_dpbf16_ps(a1[j], v, u1);
-            }
-        }
-        __m512 b0 = _mm512_loadu_ps(k->bias + ob), b1 = _mm512_loadu_ps(k->bias + ob + 16);
-        __m512 s0 = _mm512_loadu_ps(k->slope + ob), s1 = _mm512_loadu_ps(k->slope + ob + 16);
-        __m512 l0 = _mm512_loadu_ps(k->lo + ob), l1 = _mm512_loadu_ps(k->lo + ob + 16);
-        __m512 h0 = _mm512_loadu_ps(k->hi + ob), h1 = _mm512_loadu_ps(k->hi + ob + 16);
-        for (int j = 0; j < m; j++) {
-            float *yp = y + (p0 + (size_t)j) * O + ob;
-            _mm512_storeu_ps(yp, activate(_mm512_add_ps(a0[j], b0), s0, l0, h0));
-            _mm512_storeu_ps(yp + 16, activate(_mm512_add_ps(a1[j], b1), s1, l1, h1));
-        }
+        __m512bh v = _mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(hi, x + i + 16),
+                                         _mm512_maskz_loadu_ps(lo, x + i));
+        _mm512_mask_storeu_epi16(y + i, ((__mmask32)hi << 16) | lo, (__m512i)v);
     }
 }
 
-/* Padded input rows u0 .. u1 - 1 (over the batch) of a bfloat16 convolution into xb; the zero
- * borders were written once when it was claimed. */
-AVX512BF16 static void cb_convert(const struct nn_kern *k, const float *x, int u0, int u1)
-{
-    const int C = k->C, C2 = k->C2;
-    for (int u = u0; u < u1; u++) {
-        int n = u / k->Hp, iy = u % k->Hp - k->pt;
-        if (iy < 0 || iy >= k->H) continue;
-        const float *xr = x + ((size_t)n * k->H + iy) * k->W * C;
-        uint16_t *yr = k->xb + (((size_t)n * k->Hp + u % k->Hp) * k->Wp + k->pl) * C2 * 2;
-        if (C % 2 == 0) { /* the row is contiguous on both sides */
-            size_t len = (size_t)k->W * C, i = 0;
-            for (; i + 32 <= len; i += 32) {
-                __m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(xr + i + 16),
-                                                 _mm512_loadu_ps(xr + i));
-                _mm512_storeu_si512(yr + i, (__m512i)v);
-            }
-            for (; i < len; i++)
-                yr[i] = to_bf16(xr[i]);
-        } else {
-            for (int ix = 0; ix < k->W; ix++)
-                for (int c = 0; c < C; c++)
-                    yr[(size_t)ix * C2 * 2 + c] = to_bf16(xr[(size_t)ix * C + c]);
-        }
-    }
-}
-
-/* MR output pixels from p0 (flat over the batch), outputs [ob, ob + 16 * NB), accumulated over
- * every tap and channel pair. */
+/* Outputs [ob, ob + 16 * NB) of m (<= CB_MR) output pixels from p0 (flat over the batch), summed
+ * over every tap and channel pair: pixel j's window starts at pairs[off[j]], or with off NULL
+ * (pointwise) at pairs[j * C2]. */
 AVX512BF16 static inline __attribute__((always_inline)) void
-cb_tile(const struct nn_kern *k, float *y, size_t p0, int m, int ob, const int *off, int NB)
+cb_tile(const struct nn_kern *k, const int *pairs, const int *off, float *y, size_t p0, int m,
+        int ob, int NB)
 {
-    const int C2 = k->C2, taps = k->KH * k->KW, O = k->O1;
-    const int *pairs = (const int *)k->xb;
+    const int taps = k->KH * k->KW, O = k->O1;
+    const ptrdiff_t C2 = k->C2;
     __m512 a[CB_MR][2];
     for (int j = 0; j < CB_MR; j++)
         a[j][0] = a[j][1] = _mm512_setzero_ps();
     const uint16_t *w0 = k->wb + (size_t)(ob / 16) * taps * C2 * 32;
     const uint16_t *w1 = w0 + (size_t)taps * C2 * 32;
-    for (int t = 0; t < taps; t++) {
-        int toff = ((t / k->KW) * k->Wp + t % k->KW) * C2;
-        for (int c2 = 0; c2 < C2; c2++) {
-            size_t wi = ((size_t)t * C2 + c2) * 32;
-            __m512bh u0 = (__m512bh)_mm512_load_si512(w0 + wi), u1 = u0;
-            if (NB == 2) u1 = (__m512bh)_mm512_load_si512(w1 + wi);
+    for (int t = 0; t < (off ? taps : 1); t++) {
+        ptrdiff_t toff = off ? ((t / k->KW) * k->Wp + t % k->KW) * C2 : 0;
+        const int *q = pairs + toff;
+        const uint16_t *u0p = w0 + (size_t)t * C2 * 32, *u1p = w1 + (size_t)t * C2 * 32;
+        for (ptrdiff_t c2 = 0; c2 < C2; c2++, q++, u0p += 32, u1p += 32) {
+            __m512bh u0 = (__m512bh)_mm512_load_si512(u0p), u1 = u0;
+            if (NB == 2) u1 = (__m512bh)_mm512_load_si512(u1p);
             for (int j = 0; j < CB_MR; j++) {
                 if (j >= m) break;
-                __m512bh v = (__m512bh)_mm512_set1_epi32(pairs[off[j] + toff + c2]);
+                __m512bh v = (__m512bh)_mm512_set1_epi32(q[off ? off[j] : j * C2]);
                 a[j][0] = _mm512_dpbf16_ps(a[j][0], v, u0);
                 if (NB == 2) a[j][1] = _mm512_dpbf16_ps(a[j][1], v, u1);
             }
@@ -957,12 +860,48 @@ cb_tile(const struct nn_kern *k, float *y, size_t p0, int m, int ob, const int *
     }
 }
 
+/* Every output of m pixels from p0: full blocks with the pixel count a constant. */
+AVX512BF16 static inline __attribute__((always_inline)) void cb_pixels(const struct nn_kern *k, const int *pairs, const int *off,
+                                 float *y, size_t p0, int m)
+{
+    int O16 = (k->O1 + 15) / 16, ob = 0;
+    for (; ob + 32 <= O16 * 16; ob += 32)
+        if (m == CB_MR)
+            cb_tile(k, pairs, off, y, p0, CB_MR, ob, 2);
+        else
+            cb_tile(k, pairs, off, y, p0, m, ob, 2);
+    if (ob < O16 * 16) {
+        if (m == CB_MR)
+            cb_tile(k, pairs, off, y, p0, CB_MR, ob, 1);
+        else
+            cb_tile(k, pairs, off, y, p0, m, ob, 1);
+    }
+}
+
+/* Padded input rows u0 .. u1 - 1 (over the batch) of a bfloat16 convolution into xb; the zero
+ * borders were written once when it was claimed. */
+static void cb_convert(const struct nn_kern *k, const float *x, int u0, int u1)
+{
+    const int C = k->C, C2 = k->C2;
+    for (int u = u0; u < u1; u++) {
+        int n = u / k->Hp, iy = u % k->Hp - k->pt;
+        if (iy < 0 || iy >= k->H) continue;
+        const float *xr = x + ((size_t)n * k->H + iy) * k->W * C;
+        uint16_t *yr = k->xb + (((size_t)n * k->Hp + u % k->Hp) * k->Wp + k->pl) * C2 * 2;
+        if (C % 2 == 0) { /* the row is contiguous on both sides */
+            to_bf16_row(xr, (size_t)k->W * C, yr);
+        } else {
+            for (int ix = 0; ix < k->W; ix++)
+                for (int c = 0; c < C; c++)
+                    yr[(size_t)ix * C2 * 2 + c] = to_bf16(xr[(size_t)ix * C + c]);
+        }
+    }
+}
+
 /* Pixel blocks u0 .. u1 - 1 of a bfloat16 convolution (xb already converted). */
 AVX512BF16 static void run_conv_bf16(const struct nn_kern *k, float *y, int u0, int u1)
 {
     size_t P = (size_t)k->N * k->OH * k->OW;
-    int O16 = (k->O1 + 15) / 16;
-
     for (int u = u0; u < u1; u++) {
         size_t p0 = (size_t)u * CB_MR;
         int m = P - p0 < CB_MR ? (int)(P - p0) : CB_MR, off[CB_MR];
@@ -972,33 +911,22 @@ AVX512BF16 static void run_conv_bf16(const struct nn_kern *k, float *y, int u0, 
             int oy = r / k->OW, ox = r % k->OW;
             off[j] = (((n * k->Hp) + oy * k->sh) * k->Wp + ox * k->sw) * k->C2;
         }
-        int ob = 0;
-        for (; ob + 32 <= O16 * 16; ob += 32)
-            if (m == CB_MR)
-                cb_tile(k, y, p0, CB_MR, ob, off, 2);
-            else
-                cb_tile(k, y, p0, m, ob, off, 2);
-        if (ob < O16 * 16) {
-            if (m == CB_MR)
-                cb_tile(k, y, p0, CB_MR, ob, off, 1);
-            else
-                cb_tile(k, y, p0, m, ob, off, 1);
-        }
+        cb_pixels(k, (const int *)k->xb, off, y, p0, m);
     }
 }
 
-/* Pixel blocks u0 .. u1 - 1 of a pointwise kernel, with the scratch of part `part`. */
-AVX512BF16 static void run_pointwise(const struct nn_kern *k, const float *x, float *y, int u0, int u1,
-                          int part)
+/* Pixel blocks u0 .. u1 - 1 of a 1x1 convolution: each block's inputs into bfloat16 in the
+ * scratch of part `part` (in L1, rather than the whole picture first), then every output. */
+AVX512BF16 static void run_pointwise(const struct nn_kern *k, const float *x, float *y, int u0,
+                                     int u1, int part)
 {
     size_t P = (size_t)k->N * k->OH * k->OW;
-    uint16_t *xb = k->xb + (size_t)part * PW_MR * k->C;
+    uint16_t *xb = k->xb + (size_t)part * CB_MR * k->C;
     for (int u = u0; u < u1; u++) {
-        size_t p0 = (size_t)u * PW_MR;
-        if (P - p0 >= PW_MR)
-            pw_block(k, x, y, p0, PW_MR, xb); /* inlined with a constant count */
-        else
-            pw_block(k, x, y, p0, (int)(P - p0), xb);
+        size_t p0 = (size_t)u * CB_MR;
+        int m = P - p0 < CB_MR ? (int)(P - p0) : CB_MR;
+        to_bf16_row(x + p0 * k->C, (size_t)m * k->C, xb);
+        cb_pixels(k, (const int *)xb, NULL, y, p0, m);
     }
 }
 
@@ -1047,9 +975,9 @@ static void run_units(struct run_ctx *c, pthreadpool_t pool)
 void nn_kern_run(const struct nn_kern *k, const float *x, float *const *y, pthreadpool_t pool)
 {
     int rows = k->kind == KIND_NARROW && k->pool ? k->PH : k->OH;
-    int units = k->kind == KIND_POINTWISE ? (k->N * k->OH * k->OW + PW_MR - 1) / PW_MR
-                : k->kind == KIND_CONV_BF16 ? (k->N * k->OH * k->OW + CB_MR - 1) / CB_MR
-                                            : k->N * rows;
+    int units = k->kind == KIND_POINTWISE || k->kind == KIND_CONV_BF16
+                    ? (k->N * k->OH * k->OW + CB_MR - 1) / CB_MR
+                    : k->N * rows;
     int parts = pool ? k->parts : 1;
     if (k->kind == KIND_CONV_BF16) {
         struct run_ctx cv = {k, x, y, k->N * k->Hp, parts, 1};
