@@ -40,6 +40,8 @@ struct nn_kern {
                                conv: the padded input [N][Hp][Wp][C2][2] (zero borders and odd
                                channel) */
     int Hp, Wp;             /* conv: padded input height and width */
+    int res;                /* bfloat16 kinds: the tensor added to the output (a residual
+                               connection: the ADD after it is fused), or -1 */
     int parts;              /* pieces run at once on a thread pool (1: the caller's thread) */
 };
 
@@ -78,9 +80,12 @@ void nn_kern_free(struct nn_kern *k)
     free(k);
 }
 
-int nn_kern_input(const struct nn_kern *k)
+int nn_kern_inputs(const struct nn_kern *k, int in[2])
 {
-    return k->in;
+    in[0] = k->in;
+    if (k->kind != KIND_POINTWISE && k->kind != KIND_CONV_BF16) return 1;
+    in[1] = k->res;
+    return k->res >= 0 ? 2 : 1;
 }
 
 int nn_kern_outputs(const struct nn_kern *k, int out[2])
@@ -340,6 +345,28 @@ static int claim_pool(const struct nn_graph *g, const struct nn_shape *shapes, c
     return 1;
 }
 
+/* The ADD without activation that is the only reader of tensor t and adds to it another
+ * computed tensor of its shape (a residual connection), or -1; *other is that tensor (-1 if
+ * none). */
+static int residual_reader(const struct nn_graph *g, const struct nn_shape *shapes,
+                           const int *readers, const char *taken, int after, int t, int *other)
+{
+    *other = -1;
+    if (readers[t] != 1) return -1;
+    for (int m = after + 1; m < g->nnodes; m++) {
+        const struct nn_node *nd = &g->nodes[m];
+        if (nd->nin < 2 || (nd->in[0] != t && nd->in[1] != t)) continue;
+        int o = nd->in[0] == t ? nd->in[1] : nd->in[0];
+        if (taken[m] || nd->op != NN_OP_ADD || nd->act != NN_ACT_NONE || o == t || o < 0 ||
+            g->tensors[o].data || !nn_shape_equal(&shapes[o], &shapes[t]) ||
+            !nn_shape_equal(&shapes[nd->out], &shapes[t]))
+            return -1;
+        *other = o;
+        return m;
+    }
+    return -1;
+}
+
 /* float32 to bfloat16, rounding to nearest even (weights only: no NaNs in them). */
 static uint16_t to_bf16(float f)
 {
@@ -399,6 +426,8 @@ static int claim_bf16(const struct nn_graph *g, const struct nn_shape *shapes, c
     k->nout = 1;
     k->out[0] = nd->out;
     if (p >= 0) nodes[(*count)++] = p, k->out[0] = g->nodes[p].out;
+    int a = residual_reader(g, shapes, readers, taken, n, k->out[0], &k->res);
+    if (a >= 0) nodes[(*count)++] = a, k->out[0] = g->nodes[a].out;
     return 1;
 }
 
@@ -824,8 +853,8 @@ AVX512BF16 static void to_bf16_row(const float *x, size_t n, uint16_t *y)
  * over every tap and channel pair: pixel j's window starts at pairs[off[j]], or with off NULL
  * (pointwise) at pairs[j * C2]. */
 AVX512BF16 static inline __attribute__((always_inline)) void
-cb_tile(const struct nn_kern *k, const int *pairs, const int *off, float *y, size_t p0, int m,
-        int ob, int NB)
+cb_tile(const struct nn_kern *k, const int *pairs, const int *off, const float *res, float *y,
+        size_t p0, int m, int ob, int NB)
 {
     const int taps = k->KH * k->KW, O = k->O1;
     const ptrdiff_t C2 = k->C2;
@@ -854,27 +883,31 @@ cb_tile(const struct nn_kern *k, const int *pairs, const int *off, float *y, siz
         __mmask16 mk = O - o0 >= 16 ? 0xffff : (__mmask16)((1u << (O - o0)) - 1);
         __m512 b = _mm512_loadu_ps(k->bias + o0), s = _mm512_loadu_ps(k->slope + o0);
         __m512 lo = _mm512_loadu_ps(k->lo + o0), hi = _mm512_loadu_ps(k->hi + o0);
-        for (int j = 0; j < m; j++)
-            store(y + (p0 + (size_t)j) * O + o0, mk,
-                  activate(_mm512_add_ps(a[j][h], b), s, lo, hi));
+        for (int j = 0; j < m; j++) {
+            size_t at = (p0 + (size_t)j) * O + o0;
+            __m512 v = activate(_mm512_add_ps(a[j][h], b), s, lo, hi);
+            if (res) v = _mm512_add_ps(v, load(res + at, mk));
+            store(y + at, mk, v);
+        }
     }
 }
 
 /* Every output of m pixels from p0: full blocks with the pixel count a constant. */
-AVX512BF16 static inline __attribute__((always_inline)) void cb_pixels(const struct nn_kern *k, const int *pairs, const int *off,
-                                 float *y, size_t p0, int m)
+AVX512BF16 static inline __attribute__((always_inline)) void
+cb_pixels(const struct nn_kern *k, const int *pairs, const int *off, const float *res, float *y,
+          size_t p0, int m)
 {
     int O16 = (k->O1 + 15) / 16, ob = 0;
     for (; ob + 32 <= O16 * 16; ob += 32)
         if (m == CB_MR)
-            cb_tile(k, pairs, off, y, p0, CB_MR, ob, 2);
+            cb_tile(k, pairs, off, res, y, p0, CB_MR, ob, 2);
         else
-            cb_tile(k, pairs, off, y, p0, m, ob, 2);
+            cb_tile(k, pairs, off, res, y, p0, m, ob, 2);
     if (ob < O16 * 16) {
         if (m == CB_MR)
-            cb_tile(k, pairs, off, y, p0, CB_MR, ob, 1);
+            cb_tile(k, pairs, off, res, y, p0, CB_MR, ob, 1);
         else
-            cb_tile(k, pairs, off, y, p0, m, ob, 1);
+            cb_tile(k, pairs, off, res, y, p0, m, ob, 1);
     }
 }
 
@@ -899,7 +932,8 @@ static void cb_convert(const struct nn_kern *k, const float *x, int u0, int u1)
 }
 
 /* Pixel blocks u0 .. u1 - 1 of a bfloat16 convolution (xb already converted). */
-AVX512BF16 static void run_conv_bf16(const struct nn_kern *k, float *y, int u0, int u1)
+AVX512BF16 static void run_conv_bf16(const struct nn_kern *k, const float *res, float *y, int u0,
+                                     int u1)
 {
     size_t P = (size_t)k->N * k->OH * k->OW;
     for (int u = u0; u < u1; u++) {
@@ -911,14 +945,17 @@ AVX512BF16 static void run_conv_bf16(const struct nn_kern *k, float *y, int u0, 
             int oy = r / k->OW, ox = r % k->OW;
             off[j] = (((n * k->Hp) + oy * k->sh) * k->Wp + ox * k->sw) * k->C2;
         }
-        cb_pixels(k, (const int *)k->xb, off, y, p0, m);
+        if (res)
+            cb_pixels(k, (const int *)k->xb, off, res, y, p0, m);
+        else
+            cb_pixels(k, (const int *)k->xb, off, NULL, y, p0, m);
     }
 }
 
 /* Pixel blocks u0 .. u1 - 1 of a 1x1 convolution: each block's inputs into bfloat16 in the
  * scratch of part `part` (in L1, rather than the whole picture first), then every output. */
-AVX512BF16 static void run_pointwise(const struct nn_kern *k, const float *x, float *y, int u0,
-                                     int u1, int part)
+AVX512BF16 static void run_pointwise(const struct nn_kern *k, const float *x, const float *res,
+                                     float *y, int u0, int u1, int part)
 {
     size_t P = (size_t)k->N * k->OH * k->OW;
     uint16_t *xb = k->xb + (size_t)part * CB_MR * k->C;
@@ -926,13 +963,16 @@ AVX512BF16 static void run_pointwise(const struct nn_kern *k, const float *x, fl
         size_t p0 = (size_t)u * CB_MR;
         int m = P - p0 < CB_MR ? (int)(P - p0) : CB_MR;
         to_bf16_row(x + p0 * k->C, (size_t)m * k->C, xb);
-        cb_pixels(k, (const int *)xb, NULL, y, p0, m);
+        if (res)
+            cb_pixels(k, (const int *)xb, NULL, res, y, p0, m);
+        else
+            cb_pixels(k, (const int *)xb, NULL, NULL, y, p0, m);
     }
 }
 
 struct run_ctx {
     const struct nn_kern *k;
-    const float *x;
+    const float *x, *res;
     float *const *y;
     int units, parts;
     int convert; /* bf16 conv: this pass converts the input rows (units), not output blocks */
@@ -947,11 +987,11 @@ static void run_part(const struct run_ctx *c, int part)
     else if (c->k->kind == KIND_POOL)
         run_pool(c->k, c->x, c->y[0], u0, u1);
     else if (c->k->kind == KIND_POINTWISE)
-        run_pointwise(c->k, c->x, c->y[0], u0, u1, part);
+        run_pointwise(c->k, c->x, c->res, c->y[0], u0, u1, part);
     else if (c->k->kind == KIND_CONV_BF16 && c->convert)
         cb_convert(c->k, c->x, u0, u1);
     else if (c->k->kind == KIND_CONV_BF16)
-        run_conv_bf16(c->k, c->y[0], u0, u1);
+        run_conv_bf16(c->k, c->res, c->y[0], u0, u1);
     else
         run_narrow(c->k, c->x, c->y, u0, u1, part);
 }
@@ -972,17 +1012,19 @@ static void run_units(struct run_ctx *c, pthreadpool_t pool)
     }
 }
 
-void nn_kern_run(const struct nn_kern *k, const float *x, float *const *y, pthreadpool_t pool)
+void nn_kern_run(const struct nn_kern *k, const float *const *xs, float *const *y,
+                 pthreadpool_t pool)
 {
+    const float *x = xs[0], *res = xs[1];
     int rows = k->kind == KIND_NARROW && k->pool ? k->PH : k->OH;
     int units = k->kind == KIND_POINTWISE || k->kind == KIND_CONV_BF16
                     ? (k->N * k->OH * k->OW + CB_MR - 1) / CB_MR
                     : k->N * rows;
     int parts = pool ? k->parts : 1;
     if (k->kind == KIND_CONV_BF16) {
-        struct run_ctx cv = {k, x, y, k->N * k->Hp, parts, 1};
+        struct run_ctx cv = {k, x, res, y, k->N * k->Hp, parts, 1};
         run_units(&cv, pool);
     }
-    struct run_ctx c = {k, x, y, units, parts, 0};
+    struct run_ctx c = {k, x, res, y, units, parts, 0};
     run_units(&c, pool);
 }

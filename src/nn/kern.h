@@ -55,17 +55,20 @@ int nn_kern_claim(const struct nn_graph *g, const struct nn_shape *shapes, const
                   const char *taken, int n, int bf16, struct nn_kern **out,
                   int nodes[NN_KERN_MAX_NODES], int *count) FR_MUST_USE;
 
-/* The activation the kernel reads, and the tensors it writes (returns how many: 1 or 2). */
-int nn_kern_input(const struct nn_kern *k);
+/* The activations the kernel reads (returns how many: 1, or 2 when it adds a residual), and the
+ * tensors it writes (returns how many: 1 or 2). */
+int nn_kern_inputs(const struct nn_kern *k, int in[2]);
 int nn_kern_outputs(const struct nn_kern *k, int out[2]);
 
 /* Lets nn_kern_run split the work into up to `parts` pieces run at once (the threads of the
  * pool it will be given). Returns 0 or FR_ENOMEM (the kernel is unchanged). */
 int nn_kern_set_parts(struct nn_kern *k, int parts) FR_MUST_USE;
 
-/* Computes the outputs from x into y[0] (and y[1]), sized from the shapes it was claimed at, on
- * the caller's thread (pool NULL) or in pieces on pool. Cannot fail. */
-void nn_kern_run(const struct nn_kern *k, const float *x, float *const *y, pthreadpool_t pool);
+/* Computes the outputs from x[0] (and the residual x[1]) into y[0] (and y[1]), sized from the
+ * shapes it was claimed at, on the caller's thread (pool NULL) or in pieces on pool. Cannot
+ * fail. */
+void nn_kern_run(const struct nn_kern *k, const float *const *x, float *const *y,
+                 pthreadpool_t pool);
 
 /* NULL does nothing. */
 void nn_kern_free(struct nn_kern *k);

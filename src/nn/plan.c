@@ -14,6 +14,7 @@ struct step {
     struct nn_xnn *xnn;   /* a segment, or */
     struct nn_kern *kern; /* an own kernel */
     int *ext, next;       /* tensors the step reads then writes (segment: in XNNPACK's order) */
+    int kin;              /* kernel: how many of them it reads */
     void **ptrs;          /* their memory for this run */
 };
 
@@ -257,8 +258,10 @@ int nn_plan_build(const struct nn_graph *g, const struct nn_shape *shapes, pthre
         int nin = 0, nout = 0, n = step_io(&b, s, ext, &nin, &nout);
         struct step *st = &p->steps[s];
         st->next = n;
-        st->ext = malloc((size_t)(n ? n : 1) * sizeof(int));
-        st->ptrs = calloc((size_t)(n ? n : 1), sizeof(void *));
+        /* room for a kernel's own list too: up to 2 inputs (one may be listed twice, as input
+         * and residual) and 2 outputs */
+        st->ext = malloc((size_t)(n + 4) * sizeof(int));
+        st->ptrs = calloc((size_t)(n + 4), sizeof(void *));
         if (!st->ext || !st->ptrs) {
             rc = fr_fail(err, FR_ENOMEM, "out of memory");
             goto done;
@@ -267,13 +270,13 @@ int nn_plan_build(const struct nn_graph *g, const struct nn_shape *shapes, pthre
         if (b.kern_of[s]) {
             st->kern = b.kern_of[s];
             b.kern_of[s] = NULL;
-            /* order the kernel's tensors as it takes them: input, then its outputs */
+            /* order the kernel's tensors as it takes them: inputs, then its outputs */
             int outs[2], no = nn_kern_outputs(st->kern, outs);
-            st->ext[0] = nn_kern_input(st->kern);
+            st->kin = nn_kern_inputs(st->kern, st->ext);
             for (int i = 0; i < no; i++)
-                st->ext[1 + i] = outs[i];
-            st->next = 1 + no;
-            for (int i = 0; i < 1 + no; i++)
+                st->ext[st->kin + i] = outs[i];
+            st->next = st->kin + no;
+            for (int i = 0; i < st->next; i++)
                 if (p->slot[st->ext[i]] == SLOT_NONE) {
                     rc = fr_fail(err, FR_EBACKEND, "plan: kernel tensor %d has no memory",
                                  st->ext[i]);
@@ -325,8 +328,9 @@ int nn_plan_run(struct nn_plan *p, const float *input, float *const *outs, char 
                                              : (void *)outs[SLOT_OUTPUT0 - sl];
         }
         if (st->kern) {
-            float *y[2] = {st->ptrs[1], st->next > 2 ? st->ptrs[2] : NULL};
-            nn_kern_run(st->kern, st->ptrs[0], y, p->pool);
+            const float *x[2] = {st->ptrs[0], st->kin > 1 ? st->ptrs[1] : NULL};
+            float *y[2] = {st->ptrs[st->kin], st->next > st->kin + 1 ? st->ptrs[st->kin + 1] : NULL};
+            nn_kern_run(st->kern, x, y, p->pool);
         } else {
             int rc = nn_xnn_run(st->xnn, st->ptrs, err);
             if (rc) return rc;
