@@ -1,0 +1,574 @@
+/* kern_chain.c: P-Net's body fused row by row, output pixels in the lanes, in AVX-512.
+ *
+ * Rows live in planar form, [channel][column], with the columns padded to whole registers and
+ * zeros (or finite garbage) past the picture: a lane only ever reads the same lane of its
+ * input, shifted by the window column, so what lies past the picture never reaches a pixel
+ * inside it. Each layer keeps a ring of as many output rows as the next layer's window is tall,
+ * filled on demand: a heads row asks for the rows of the last convolution it needs, which ask
+ * for theirs, down to the input, whose rows are de-interleaved from NHWC into planes once.
+ *
+ * The inner loops hold PB blocks of 16 pixels times OB outputs in registers: per input value
+ * and window tap, PB loads and OB broadcast weights feed PB * OB multiply-adds (8 x 3 reaches
+ * the FMA units' peak on this machine; more outputs per pass spill registers). */
+#include "nn/kern_chain.h"
+
+#include <immintrin.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define AVX512 __attribute__((target("avx512f")))
+#define INLINE static inline __attribute__((always_inline))
+
+#define LANES 16
+#define OB 8            /* outputs per pass of the 3x3 layers and the heads */
+#define PB_MAX 3        /* blocks of 16 pixels per pass */
+#define MAX_CONVS 4     /* 3x3 convolutions after the first */
+#define HEAD_COLS (PB_MAX * LANES)
+#define PAD_COLS 48     /* columns past a row's rounded width: the window's reach, and more */
+
+struct layer {
+    int C, O, Op;       /* input channels, outputs, outputs rounded up to the pass size */
+    int H, W;           /* output size */
+    float *w;           /* [ky][c][kx][Op] (1x1 heads: [c][Op]) */
+    float *bias, *slope; /* [Op]; slope 1 where there is no PReLU */
+};
+
+struct nn_chain {
+    int in, nout, out[2], Oh[2]; /* heads: their tensors and channels */
+    int N, H, W, C0;             /* the input */
+    int H0, W0, PH, PW;          /* the first convolution's output, then pooled */
+    int prelu_first;             /* a negative slope: the PReLU does not commute with the pool */
+    int ob0;                     /* outputs per pass of the first layer */
+    struct layer first, convs[MAX_CONVS], heads;
+    int S;                       /* convolutions after the first */
+    /* a part's scratch: the input ring (4 rows of C0 planes), then a ring per layer (the first
+     * one pooled) of 3 rows (1 for the last) of Op planes, then the heads' staging */
+    ptrdiff_t cs_in, cs;         /* floats per plane: input rows, every other row */
+    size_t off[MAX_CONVS + 2], part_floats;
+    int ring[MAX_CONVS + 1];
+    float *scratch;
+    int parts;
+};
+
+void nn_chain_free(struct nn_chain *c)
+{
+    if (!c) return;
+    struct layer *ls[2 + MAX_CONVS] = {&c->first, &c->heads};
+    for (int i = 0; i < MAX_CONVS; i++)
+        ls[2 + i] = &c->convs[i];
+    for (int i = 0; i < 2 + MAX_CONVS; i++)
+        free(ls[i]->w), free(ls[i]->bias), free(ls[i]->slope);
+    free(c->scratch);
+    free(c);
+}
+
+int nn_chain_input(const struct nn_chain *c)
+{
+    return c->in;
+}
+
+int nn_chain_outputs(const struct nn_chain *c, int out[2])
+{
+    out[0] = c->out[0], out[1] = c->out[1];
+    return c->nout;
+}
+
+int nn_chain_rows(const struct nn_chain *c)
+{
+    return c->N * c->heads.H;
+}
+
+/* ---- claiming ---- */
+
+static int is_const(const struct nn_graph *g, int t)
+{
+    return t >= 0 && g->tensors[t].data && g->tensors[t].type == NN_F32;
+}
+
+/* The only node (after node `after`, not taken) reading tensor t, which is no graph output, or
+ * -1. */
+static int sole_reader(const struct nn_graph *g, const int *readers, const char *taken, int after,
+                       int t)
+{
+    if (readers[t] != 1) return -1;
+    for (int m = after + 1; m < g->nnodes; m++) {
+        const struct nn_node *nd = &g->nodes[m];
+        for (int i = 0; i < nd->nin; i++)
+            if (nd->in[i] == t) return taken[m] || i != 0 ? -1 : m;
+    }
+    return -1;
+}
+
+/* A convolution of tensor x, k x k, stride 1, no padding or dilation, no clamp, with constant
+ * weights [O][k][k][C] and bias: its output channels, or 0. */
+static int plain_conv(const struct nn_graph *g, const struct nn_shape *shapes,
+                      const struct nn_node *nd, int k)
+{
+    if (nd->op != NN_OP_CONV_2D || nd->act != NN_ACT_NONE || nd->stride_h != 1 ||
+        nd->stride_w != 1 || nd->dil_h != 1 || nd->dil_w != 1 || !is_const(g, nd->in[1]))
+        return 0;
+    if (nd->nin > 2 && nd->in[2] >= 0 && !is_const(g, nd->in[2])) return 0;
+    const struct nn_shape *xs = &shapes[nd->in[0]], *ys = &shapes[nd->out];
+    const struct nn_shape *ws = &g->tensors[nd->in[1]].shape;
+    if (xs->ndim != 4 || ys->ndim != 4 || ws->ndim != 4 || ws->d[1] != k || ws->d[2] != k ||
+        ws->d[3] != xs->d[3] || ws->d[0] != ys->d[3] || ys->d[0] != xs->d[0] ||
+        ys->d[1] != xs->d[1] - k + 1 || ys->d[2] != xs->d[2] - k + 1)
+        return 0;
+    return ys->d[3];
+}
+
+/* The PReLU that is the only reader of t, with per-channel constant slopes, or -1. */
+static int prelu_of(const struct nn_graph *g, const struct nn_shape *shapes, const int *readers,
+                    const char *taken, int after, int t)
+{
+    int m = sole_reader(g, readers, taken, after, t);
+    if (m < 0) return -1;
+    const struct nn_node *nd = &g->nodes[m];
+    if (nd->op != NN_OP_PRELU || nd->nin < 2 || !is_const(g, nd->in[1])) return -1;
+    const struct nn_shape *ss = &shapes[nd->in[1]];
+    return ss->ndim == 1 && ss->d[0] == shapes[t].d[3] ? m : -1;
+}
+
+/* Weights of convolution nd (k x k, O outputs of C channels) into l, outputs padded to ob, with
+ * the slopes of PReLU node p (or none: -1). */
+static int load_layer(const struct nn_graph *g, const struct nn_shape *shapes,
+                      const struct nn_node *nd, int p, int k, int ob, struct layer *l)
+{
+    const struct nn_shape *ys = &shapes[nd->out];
+    l->C = shapes[nd->in[0]].d[3], l->O = ys->d[3], l->H = ys->d[1], l->W = ys->d[2];
+    l->Op = (l->O + ob - 1) / ob * ob;
+    size_t nw = (size_t)k * k * l->C * l->Op;
+    l->w = nn_alloc_aligned(nw * sizeof(float));
+    l->bias = nn_alloc_aligned((size_t)l->Op * sizeof(float));
+    l->slope = nn_alloc_aligned((size_t)l->Op * sizeof(float));
+    if (!l->w || !l->bias || !l->slope) return FR_ENOMEM;
+    memset(l->w, 0, nw * sizeof(float));
+    const float *w = g->tensors[nd->in[1]].data; /* [O][ky][kx][C] */
+    const float *b = nd->nin > 2 && nd->in[2] >= 0 ? g->tensors[nd->in[2]].data : NULL;
+    const float *s = p >= 0 ? g->tensors[g->nodes[p].in[1]].data : NULL;
+    for (int o = 0; o < l->Op; o++) {
+        l->bias[o] = b && o < l->O ? b[o] : 0.0f;
+        l->slope[o] = s && o < l->O ? s[o] : 1.0f;
+    }
+    for (int o = 0; o < l->O; o++)
+        for (int ky = 0; ky < k; ky++)
+            for (int kx = 0; kx < k; kx++)
+                for (int c = 0; c < l->C; c++)
+                    l->w[(((size_t)ky * l->C + c) * k + kx) * l->Op + o] =
+                        w[(((size_t)o * k + ky) * k + kx) * l->C + c];
+    return 0;
+}
+
+static size_t round16(size_t n)
+{
+    return (n + 15) & ~(size_t)15;
+}
+
+int nn_chain_claim(const struct nn_graph *g, const struct nn_shape *shapes, const int *readers,
+                   const char *taken, int n, struct nn_chain **out,
+                   int nodes[NN_CHAIN_MAX_NODES], int *count)
+{
+    *out = NULL;
+    *count = 0;
+    const struct nn_node *nd = &g->nodes[n];
+    int O0 = taken[n] ? 0 : plain_conv(g, shapes, nd, 3);
+    if (!O0 || shapes[nd->in[0]].d[3] > 4) return 0;
+    /* the first layer: convolution, PReLU (optional), 2x2 stride 2 pool padded only after */
+    int list[NN_CHAIN_MAX_NODES], cnt = 0, p0, pool, t;
+    list[cnt++] = n;
+    t = nd->out;
+    if ((p0 = prelu_of(g, shapes, readers, taken, n, t)) >= 0) list[cnt++] = p0, t = g->nodes[p0].out;
+    pool = sole_reader(g, readers, taken, list[cnt - 1], t);
+    if (pool < 0) return 0;
+    const struct nn_node *pn = &g->nodes[pool];
+    const struct nn_shape *ps = &shapes[pn->out];
+    if (pn->op != NN_OP_MAX_POOL_2D || pn->act != NN_ACT_NONE || pn->filter_h != 2 ||
+        pn->filter_w != 2 || pn->stride_h != 2 || pn->stride_w != 2 || ps->ndim != 4 ||
+        ps->d[1] != (pn->pad == NN_PAD_SAME ? (shapes[t].d[1] + 1) / 2 : shapes[t].d[1] / 2) ||
+        ps->d[2] != (pn->pad == NN_PAD_SAME ? (shapes[t].d[2] + 1) / 2 : shapes[t].d[2] / 2) ||
+        ps->d[1] < 1 || ps->d[2] < 1)
+        return 0;
+    list[cnt++] = pool;
+    t = pn->out;
+    /* 3x3 convolutions with their PReLUs, as long as each is the only reader */
+    int convs[MAX_CONVS], cprelu[MAX_CONVS], S = 0, last = pool;
+    for (;;) {
+        int m = sole_reader(g, readers, taken, last, t);
+        if (m < 0 || S == MAX_CONVS || !plain_conv(g, shapes, &g->nodes[m], 3)) break;
+        convs[S] = m;
+        list[cnt++] = m;
+        t = g->nodes[m].out, last = m;
+        cprelu[S] = prelu_of(g, shapes, readers, taken, m, t);
+        if (cprelu[S] >= 0) list[cnt++] = cprelu[S], t = g->nodes[cprelu[S]].out, last = cprelu[S];
+        S++;
+    }
+    if (S == 0) return 0;
+    /* the heads: every reader of t a 1x1 convolution (two at most, 8 outputs between them) */
+    int heads[2], hp[2], nh = 0, Oh = 0;
+    for (int m = last + 1; m < g->nnodes && nh <= 2; m++) {
+        const struct nn_node *hd = &g->nodes[m];
+        int reads = 0;
+        for (int i = 0; i < hd->nin; i++)
+            reads |= hd->in[i] == t;
+        if (!reads) continue;
+        int o = taken[m] ? 0 : plain_conv(g, shapes, hd, 1);
+        if (!o || hd->in[0] != t || nh == 2) return 0;
+        heads[nh] = m, Oh += o;
+        hp[nh] = prelu_of(g, shapes, readers, taken, m, hd->out);
+        nh++;
+    }
+    int total = cnt + nh;
+    for (int i = 0; i < nh; i++)
+        total += hp[i] >= 0;
+    if (nh == 0 || nh != readers[t] || Oh > OB || total > NN_CHAIN_MAX_NODES) return 0;
+
+    struct nn_chain *c = calloc(1, sizeof *c);
+    if (!c) return FR_ENOMEM;
+    const struct nn_shape *xs = &shapes[nd->in[0]];
+    c->in = nd->in[0];
+    c->N = xs->d[0], c->H = xs->d[1], c->W = xs->d[2], c->C0 = xs->d[3];
+    c->H0 = shapes[nd->out].d[1], c->W0 = shapes[nd->out].d[2];
+    c->PH = ps->d[1], c->PW = ps->d[2];
+    c->ob0 = O0 <= 4 ? 4 : O0 <= 8 ? 8 : 10;
+    c->S = S;
+    int rc = load_layer(g, shapes, nd, p0, 3, c->ob0, &c->first);
+    for (int i = 0; i < S && !rc; i++)
+        rc = load_layer(g, shapes, &g->nodes[convs[i]], cprelu[i], 3, OB, &c->convs[i]);
+    /* the heads as one layer: the first's outputs, then the second's */
+    struct layer *h = &c->heads;
+    if (!rc) {
+        h->C = shapes[t].d[3], h->O = Oh, h->Op = OB;
+        h->H = shapes[t].d[1], h->W = shapes[t].d[2];
+        h->w = nn_alloc_aligned((size_t)h->C * OB * sizeof(float));
+        h->bias = nn_alloc_aligned(OB * sizeof(float));
+        h->slope = nn_alloc_aligned(OB * sizeof(float));
+        if (!h->w || !h->bias || !h->slope) rc = FR_ENOMEM;
+    }
+    if (!rc) {
+        memset(h->w, 0, (size_t)h->C * OB * sizeof(float));
+        for (int o = 0; o < OB; o++)
+            h->bias[o] = 0.0f, h->slope[o] = 1.0f;
+        for (int i = 0, off = 0; i < nh; i++) {
+            struct layer one = {0};
+            if ((rc = load_layer(g, shapes, &g->nodes[heads[i]], hp[i], 1, 1, &one)) == 0) {
+                for (int o = 0; o < one.O; o++) {
+                    for (int ch = 0; ch < h->C; ch++)
+                        h->w[(size_t)ch * OB + off + o] = one.w[(size_t)ch * one.Op + o];
+                    h->bias[off + o] = one.bias[o], h->slope[off + o] = one.slope[o];
+                }
+                c->Oh[i] = one.O;
+                off += one.O;
+            }
+            free(one.w), free(one.bias), free(one.slope);
+            list[cnt++] = heads[i];
+            c->out[i] = g->nodes[heads[i]].out;
+            if (hp[i] >= 0) list[cnt++] = hp[i], c->out[i] = g->nodes[hp[i]].out;
+            if (rc) break;
+        }
+        c->nout = nh;
+    }
+    for (int o = 0; o < O0 && !rc; o++)
+        c->prelu_first |= c->first.slope[o] < 0.0f;
+    /* scratch layout of one part */
+    c->cs_in = (ptrdiff_t)round16((size_t)c->W) + PAD_COLS;
+    c->cs = (ptrdiff_t)round16((size_t)c->PW) + PAD_COLS;
+    size_t at = 4 * (size_t)c->C0 * (size_t)c->cs_in;
+    for (int r = 0; r <= S; r++) {
+        const struct layer *l = r == 0 ? &c->first : &c->convs[r - 1];
+        c->ring[r] = r < S ? 3 : 1;
+        c->off[r] = at;
+        at += (size_t)c->ring[r] * l->Op * (size_t)c->cs;
+    }
+    c->off[S + 1] = at;
+    at += (size_t)OB * HEAD_COLS;
+    c->part_floats = round16(at);
+    c->parts = 0;
+    if (!rc) rc = nn_chain_set_parts(c, 1);
+    if (rc) {
+        nn_chain_free(c);
+        return rc;
+    }
+    memcpy(nodes, list, (size_t)cnt * sizeof *list);
+    *count = cnt;
+    *out = c;
+    return 1;
+}
+
+int nn_chain_set_parts(struct nn_chain *c, int parts)
+{
+    if (parts < 1) parts = 1;
+    if (parts <= c->parts) return 0;
+    size_t n = (size_t)parts * c->part_floats;
+    float *s = nn_alloc_aligned(n * sizeof(float));
+    if (!s) return FR_ENOMEM;
+    memset(s, 0, n * sizeof(float)); /* the padding columns stay zero */
+    free(c->scratch);
+    c->scratch = s;
+    c->parts = parts;
+    return 0;
+}
+
+/* ---- running ---- */
+
+/* What one part knows while it runs: which input rows its ring holds, and the next row each
+ * layer's ring will receive. */
+struct cursor {
+    const struct nn_chain *c;
+    const float *x;
+    float *s; /* the part's scratch */
+    int n;    /* image */
+    int tag[4];
+    int next[MAX_CONVS + 1];
+};
+
+/* Input row iy of the image as C0 planes, from the ring or de-interleaved into it. */
+AVX512 static const float *input_row(struct cursor *cu, int iy)
+{
+    const struct nn_chain *c = cu->c;
+    const int C = c->C0, W = c->W;
+    float *d = cu->s + (size_t)(iy & 3) * C * c->cs_in;
+    if (cu->tag[iy & 3] == iy) return d;
+    cu->tag[iy & 3] = iy;
+    const float *x = cu->x + ((size_t)cu->n * c->H + iy) * W * C;
+    int ix = 0;
+    if (C == 3) {
+        /* 16 pixels: three registers of interleaved channels, two permutes per plane */
+        const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+        const __m512i three = _mm512_mullo_epi32(lane, _mm512_set1_epi32(3));
+        for (; ix + LANES <= W; ix += LANES) {
+            const float *p = x + (size_t)ix * 3;
+            __m512 v0 = _mm512_loadu_ps(p), v1 = _mm512_loadu_ps(p + 16),
+                   v2 = _mm512_loadu_ps(p + 32);
+            for (int ch = 0; ch < 3; ch++) {
+                __m512i idx = _mm512_add_epi32(three, _mm512_set1_epi32(ch));
+                __mmask16 hi = _mm512_cmpge_epi32_mask(idx, _mm512_set1_epi32(32));
+                __m512 v = _mm512_permutex2var_ps(v0, idx, v1);
+                v = _mm512_mask_permutexvar_ps(v, hi, _mm512_sub_epi32(idx, _mm512_set1_epi32(32)),
+                                               v2);
+                _mm512_storeu_ps(d + ch * c->cs_in + ix, v);
+            }
+        }
+    }
+    for (; ix < W; ix++)
+        for (int ch = 0; ch < C; ch++)
+            d[ch * c->cs_in + ix] = x[(size_t)ix * C + ch];
+    return d;
+}
+
+AVX512 INLINE __m512 prelu(__m512 v, __m512 slope)
+{
+    return _mm512_mask_mul_ps(v, _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ), v, slope);
+}
+
+/* The first layer for outputs [ob, ob + T) of pooled row p: both convolution rows at once, 16
+ * of their columns (8 pooled) per step. */
+AVX512 INLINE void first_pass(const struct nn_chain *c, const float *const *ra,
+                              const float *const *rb, int ob, float *dst, int T)
+{
+    const struct layer *l = &c->first;
+    const int C = c->C0, nb = (c->W0 + LANES - 1) / LANES;
+    const ptrdiff_t cs = c->cs_in;
+    const __m512i even = _mm512_set_epi32(14, 12, 10, 8, 6, 4, 2, 0, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i odd = _mm512_set_epi32(15, 13, 11, 9, 7, 5, 3, 1, 15, 13, 11, 9, 7, 5, 3, 1);
+    for (int b = 0; b < nb; b++) {
+        const int col = b * LANES;
+        __m512 A[10], B[10];
+        for (int o = 0; o < T; o++)
+            A[o] = B[o] = _mm512_set1_ps(l->bias[ob + o]);
+        for (int ky = 0; ky < 3; ky++)
+            for (int ch = 0; ch < C; ch++) {
+                const float *pa = ra[ky] + ch * cs + col, *pb = rb[ky] + ch * cs + col;
+                const float *ws = l->w + ((size_t)(ky * C + ch) * 3) * l->Op + ob;
+#pragma GCC unroll 3
+                for (int kx = 0; kx < 3; kx++) {
+                    __m512 va = _mm512_loadu_ps(pa + kx), vb = _mm512_loadu_ps(pb + kx);
+#pragma GCC unroll 10
+                    for (int o = 0; o < T; o++) {
+                        __m512 wv = _mm512_set1_ps(ws[kx * l->Op + o]);
+                        A[o] = _mm512_fmadd_ps(va, wv, A[o]);
+                        B[o] = _mm512_fmadd_ps(vb, wv, B[o]);
+                    }
+                }
+            }
+        /* columns past the convolution's output take no part in the pool */
+        __mmask16 past = col + LANES > c->W0 ? (__mmask16)(0xffffu << (c->W0 - col)) : 0;
+        int left = c->PW - b * (LANES / 2); /* pooled columns of this block inside the picture */
+        __mmask16 keep = left >= 8 ? 0xff : (__mmask16)((1u << left) - 1);
+        for (int o = 0; o < T; o++) {
+            __m512 s = _mm512_set1_ps(l->slope[ob + o]), m;
+            if (c->prelu_first) A[o] = prelu(A[o], s), B[o] = prelu(B[o], s);
+            m = _mm512_mask_mov_ps(_mm512_max_ps(A[o], B[o]), past, _mm512_set1_ps(-INFINITY));
+            m = _mm512_max_ps(_mm512_permutexvar_ps(even, m), _mm512_permutexvar_ps(odd, m));
+            if (!c->prelu_first) m = prelu(m, s);
+            m = _mm512_maskz_mov_ps(keep, m);
+            _mm256_storeu_ps(dst + (ob + o) * c->cs + b * (LANES / 2), _mm512_castps512_ps256(m));
+        }
+    }
+}
+
+AVX512 static void first_pass4(const struct nn_chain *c, const float *const *ra,
+                               const float *const *rb, int ob, float *dst)
+{
+    first_pass(c, ra, rb, ob, dst, 4);
+}
+
+AVX512 static void first_pass8(const struct nn_chain *c, const float *const *ra,
+                               const float *const *rb, int ob, float *dst)
+{
+    first_pass(c, ra, rb, ob, dst, 8);
+}
+
+AVX512 static void first_pass10(const struct nn_chain *c, const float *const *ra,
+                                const float *const *rb, int ob, float *dst)
+{
+    first_pass(c, ra, rb, ob, dst, 10);
+}
+
+/* Pooled row p of the first layer into its ring. */
+AVX512 static void first_row(struct cursor *cu, int p)
+{
+    const struct nn_chain *c = cu->c;
+    int r0 = 2 * p, r1 = 2 * p + 1 < c->H0 ? 2 * p + 1 : r0; /* SAME: the last may be alone */
+    const float *ra[3], *rb[3];
+    for (int ky = 0; ky < 3; ky++) /* four input rows: all stay in the ring of four */
+        ra[ky] = input_row(cu, r0 + ky), rb[ky] = input_row(cu, r1 + ky);
+    float *dst = cu->s + c->off[0] + (size_t)(p % c->ring[0]) * c->first.Op * c->cs;
+    for (int ob = 0; ob < c->first.Op; ob += c->ob0) {
+        if (c->ob0 == 4) first_pass4(c, ra, rb, ob, dst);
+        else if (c->ob0 == 8) first_pass8(c, ra, rb, ob, dst);
+        else first_pass10(c, ra, rb, ob, dst);
+    }
+}
+
+/* PB blocks of 16 pixels from column px, outputs [0, OB) of weights w (rows of wo floats), of a
+ * k x k window over the C planes (cs apart) of input rows in[0..k-1]; activated into the OB
+ * planes (ocs apart) that start at dst (the block's first pixel). */
+AVX512 INLINE void tile(const float *const *in, ptrdiff_t cs, int C, const float *w, int wo,
+                        const float *bias, const float *slope, float *dst, ptrdiff_t ocs, int px,
+                        int PB, int K)
+{
+    __m512 a[PB_MAX][OB];
+    for (int o = 0; o < OB; o++) {
+        __m512 b = _mm512_set1_ps(bias[o]);
+        for (int q = 0; q < PB; q++)
+            a[q][o] = b;
+    }
+    for (int ky = 0; ky < K; ky++) {
+        const float *r = in[ky] + px;
+        const float *ws = w + (size_t)ky * C * K * wo;
+        for (int ch = 0; ch < C; ch++, r += cs, ws += K * wo) {
+#pragma GCC unroll 3
+            for (int kx = 0; kx < K; kx++) {
+                __m512 v[PB_MAX];
+                for (int q = 0; q < PB; q++)
+                    v[q] = _mm512_loadu_ps(r + kx + q * LANES);
+#pragma GCC unroll 8
+                for (int o = 0; o < OB; o++) {
+                    __m512 wv = _mm512_set1_ps(ws[kx * wo + o]);
+                    for (int q = 0; q < PB; q++)
+                        a[q][o] = _mm512_fmadd_ps(v[q], wv, a[q][o]);
+                }
+            }
+        }
+    }
+    for (int o = 0; o < OB; o++) {
+        __m512 s = _mm512_set1_ps(slope[o]);
+        for (int q = 0; q < PB; q++)
+            _mm512_storeu_ps(dst + o * ocs + q * LANES, prelu(a[q][o], s));
+    }
+}
+
+typedef void tile_fn(const float *const *in, ptrdiff_t cs, int C, const float *w, int wo,
+                     const float *bias, const float *slope, float *dst, ptrdiff_t ocs, int px);
+
+#define TILE(name, PB, K)                                                                          \
+    AVX512 static void name(const float *const *in, ptrdiff_t cs, int C, const float *w, int wo,   \
+                            const float *bias, const float *slope, float *dst, ptrdiff_t ocs,      \
+                            int px)                                                                \
+    {                                                                                              \
+        tile(in, cs, C, w, wo, bias, slope, dst, ocs, px, PB, K);                                  \
+    }
+TILE(tile3_1, 1, 3)
+TILE(tile3_2, 2, 3)
+TILE(tile3_3, 3, 3)
+TILE(tile1_1, 1, 1)
+TILE(tile1_2, 2, 1)
+TILE(tile1_3, 3, 1)
+static tile_fn *const tiles[2][PB_MAX] = {{tile1_1, tile1_2, tile1_3}, {tile3_1, tile3_2, tile3_3}};
+
+static float *ring_row(const struct cursor *cu, int r, int row)
+{
+    const struct nn_chain *c = cu->c;
+    const struct layer *l = r == 0 ? &c->first : &c->convs[r - 1];
+    return cu->s + c->off[r] + (size_t)(row % c->ring[r]) * l->Op * c->cs;
+}
+
+static void fill(struct cursor *cu, int r, int row);
+
+/* Row q of 3x3 layer r (1-based: convs[r - 1]) into its ring. */
+static void conv_row(struct cursor *cu, int r, int q)
+{
+    const struct nn_chain *c = cu->c;
+    const struct layer *l = &c->convs[r - 1];
+    fill(cu, r - 1, q + 2);
+    const float *in[3] = {ring_row(cu, r - 1, q), ring_row(cu, r - 1, q + 1),
+                          ring_row(cu, r - 1, q + 2)};
+    float *dst = ring_row(cu, r, q);
+    int nb = (l->W + LANES - 1) / LANES;
+    for (int ob = 0; ob < l->Op; ob += OB)
+        for (int b = 0; b < nb; b += PB_MAX) {
+            int pb = nb - b < PB_MAX ? nb - b : PB_MAX;
+            tiles[1][pb - 1](in, c->cs, l->C, l->w + ob, l->Op, l->bias + ob, l->slope + ob,
+                             dst + (size_t)ob * c->cs + b * LANES, c->cs, b * LANES);
+        }
+}
+
+/* Layer r's ring holds row `row` (and, rows being asked for in order, those before it). */
+static void fill(struct cursor *cu, int r, int row)
+{
+    for (; cu->next[r] <= row; cu->next[r]++) {
+        if (r == 0) first_row(cu, cu->next[r]);
+        else conv_row(cu, r, cu->next[r]);
+    }
+}
+
+void nn_chain_run(const struct nn_chain *c, const float *x, float *const *y, int u0, int u1,
+                  int part)
+{
+    const struct layer *h = &c->heads;
+    struct cursor cu = {.c = c, .x = x, .s = c->scratch + (size_t)part * c->part_floats, .n = -1};
+    float *stage = cu.s + c->off[c->S + 1];
+    int nb = (h->W + LANES - 1) / LANES;
+    for (int u = u0; u < u1; u++) {
+        int n = u / h->H, r = u % h->H;
+        if (n != cu.n) { /* a new image (or the first row of this part): empty rings */
+            cu.n = n;
+            for (int i = 0; i < 4; i++)
+                cu.tag[i] = -1;
+            for (int i = 0; i <= c->S; i++)
+                cu.next[i] = r;
+        }
+        fill(&cu, c->S, r);
+        const float *in[1] = {ring_row(&cu, c->S, r)};
+        size_t pix0 = ((size_t)n * h->H + r) * h->W;
+        for (int b = 0; b < nb; b += PB_MAX) {
+            int pb = nb - b < PB_MAX ? nb - b : PB_MAX;
+            tiles[0][pb - 1](in, c->cs, h->C, h->w, OB, h->bias, h->slope, stage, HEAD_COLS,
+                             b * LANES);
+            /* planes to the heads' NHWC outputs */
+            int end = (b + pb) * LANES < h->W ? (b + pb) * LANES : h->W;
+            for (int px = b * LANES; px < end; px++) {
+                const float *v = stage + (px - b * LANES);
+                float *y0 = y[0] + (pix0 + px) * c->Oh[0];
+                for (int o = 0; o < c->Oh[0]; o++)
+                    y0[o] = v[o * HEAD_COLS];
+                if (c->nout > 1) {
+                    float *y1 = y[1] + (pix0 + px) * c->Oh[1];
+                    for (int o = 0; o < c->Oh[1]; o++)
+                        y1[o] = v[(c->Oh[0] + o) * HEAD_COLS];
+                }
+            }
+        }
+    }
+}
