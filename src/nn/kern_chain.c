@@ -497,6 +497,15 @@ TILE(tile1_2, 2, 1)
 TILE(tile1_3, 3, 1)
 static tile_fn *const tiles[2][PB_MAX] = {{tile1_1, tile1_2, tile1_3}, {tile3_1, tile3_2, tile3_3}};
 
+/* Blocks of 16 pixels per tile when nb blocks remain: the row split into as few tiles as the
+ * largest tile allows, as even as possible (7 blocks: 3 + 2 + 2, not 3 + 3 + 1: a tile of one
+ * block has too few independent accumulators to keep the FMA units busy). */
+static int tile_blocks(int nb)
+{
+    int count = (nb + PB_MAX - 1) / PB_MAX;
+    return (nb + count - 1) / count;
+}
+
 static float *ring_row(const struct cursor *cu, int r, int row)
 {
     const struct nn_chain *c = cu->c;
@@ -517,8 +526,8 @@ static void conv_row(struct cursor *cu, int r, int q)
     float *dst = ring_row(cu, r, q);
     int nb = (l->W + LANES - 1) / LANES;
     for (int ob = 0; ob < l->Op; ob += OB)
-        for (int b = 0; b < nb; b += PB_MAX) {
-            int pb = nb - b < PB_MAX ? nb - b : PB_MAX;
+        for (int b = 0, pb; b < nb; b += pb) {
+            pb = tile_blocks(nb - b);
             tiles[1][pb - 1](in, c->cs, l->C, l->w + ob, l->Op, l->bias + ob, l->slope + ob,
                              dst + (size_t)ob * c->cs + b * LANES, c->cs, b * LANES);
         }
@@ -531,6 +540,40 @@ static void fill(struct cursor *cu, int r, int row)
         if (r == 0) first_row(cu, cu->next[r]);
         else conv_row(cu, r, cu->next[r]);
     }
+}
+
+/* Stores v, masked to its first n floats (n <= 0: nothing). */
+AVX512 INLINE void store_first(float *p, int n, __m512 v)
+{
+    if (n >= LANES) _mm512_storeu_ps(p, v);
+    else if (n > 0) _mm512_mask_storeu_ps(p, (__mmask16)((1u << n) - 1), v);
+}
+
+/* P-Net's heads (2 and 4 channels) for 16 pixels from their planes (HEAD_COLS apart) at v to
+ * pixels pix .. pix + n - 1 of the NHWC outputs: interleaved by permutes, not one float at a
+ * time (which cost as much as the heads themselves). */
+AVX512 static void heads_2_4(const float *v, float *const *y, size_t pix, int n)
+{
+    __m512 h[6];
+    for (int o = 0; o < 6; o++)
+        h[o] = _mm512_loadu_ps(v + o * HEAD_COLS);
+    /* pairs: lanes 0..7 of a and b interleaved, then lanes 8..15 */
+    const __m512i lo = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    const __m512i hi = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9,
+                                        24, 8);
+    /* quads: pairs 0..3 of a and b interleaved, then pairs 4..7 */
+    const __m512i qlo = _mm512_set_epi32(23, 22, 7, 6, 21, 20, 5, 4, 19, 18, 3, 2, 17, 16, 1, 0);
+    const __m512i qhi = _mm512_set_epi32(31, 30, 15, 14, 29, 28, 13, 12, 27, 26, 11, 10, 25, 24,
+                                         9, 8);
+    float *y0 = y[0] + pix * 2, *y1 = y[1] + pix * 4;
+    store_first(y0, 2 * n, _mm512_permutex2var_ps(h[0], lo, h[1]));
+    store_first(y0 + 16, 2 * n - 16, _mm512_permutex2var_ps(h[0], hi, h[1]));
+    __m512 t0 = _mm512_permutex2var_ps(h[2], lo, h[3]), t1 = _mm512_permutex2var_ps(h[2], hi, h[3]);
+    __m512 u0 = _mm512_permutex2var_ps(h[4], lo, h[5]), u1 = _mm512_permutex2var_ps(h[4], hi, h[5]);
+    store_first(y1, 4 * n, _mm512_permutex2var_ps(t0, qlo, u0));
+    store_first(y1 + 16, 4 * n - 16, _mm512_permutex2var_ps(t0, qhi, u0));
+    store_first(y1 + 32, 4 * n - 32, _mm512_permutex2var_ps(t1, qlo, u1));
+    store_first(y1 + 48, 4 * n - 48, _mm512_permutex2var_ps(t1, qhi, u1));
 }
 
 void nn_chain_run(const struct nn_chain *c, const float *x, float *const *y, int u0, int u1,
@@ -552,12 +595,18 @@ void nn_chain_run(const struct nn_chain *c, const float *x, float *const *y, int
         fill(&cu, c->S, r);
         const float *in[1] = {ring_row(&cu, c->S, r)};
         size_t pix0 = ((size_t)n * h->H + r) * h->W;
-        for (int b = 0; b < nb; b += PB_MAX) {
-            int pb = nb - b < PB_MAX ? nb - b : PB_MAX;
+        for (int b = 0, pb; b < nb; b += pb) {
+            pb = tile_blocks(nb - b);
             tiles[0][pb - 1](in, c->cs, h->C, h->w, OB, h->bias, h->slope, stage, HEAD_COLS,
                              b * LANES);
             /* planes to the heads' NHWC outputs */
             int end = (b + pb) * LANES < h->W ? (b + pb) * LANES : h->W;
+            if (c->nout == 2 && c->Oh[0] == 2 && c->Oh[1] == 4) {
+                for (int q = 0; q < pb; q++)
+                    heads_2_4(stage + q * LANES, y, pix0 + (size_t)(b + q) * LANES,
+                              end - (b + q) * LANES);
+                continue;
+            }
             for (int px = b * LANES; px < end; px++) {
                 const float *v = stage + (px - b * LANES);
                 float *y0 = y[0] + (pix0 + px) * c->Oh[0];
