@@ -24,8 +24,10 @@
 #define OB 8            /* outputs per pass of the 3x3 layers and the heads */
 #define PB_MAX 3        /* blocks of 16 pixels per pass */
 #define MAX_CONVS 4     /* 3x3 convolutions after the first */
-#define HEAD_COLS (PB_MAX * LANES)
-#define PAD_COLS 48     /* columns past a row's rounded width: the window's reach, and more */
+#ifndef SPAN
+#define SPAN 8 /* rows of a layer computed at once */
+#endif
+#define SLACK 64        /* floats past a plane: where a span's last block and window reach */
 
 struct layer {
     int C, O, Op;       /* input channels, outputs, outputs rounded up to the pass size */
@@ -39,14 +41,14 @@ struct nn_chain {
     int N, H, W, C0;             /* the input */
     int H0, W0, PH, PW;          /* the first convolution's output, then pooled */
     int prelu_first;             /* a negative slope: the PReLU does not commute with the pool */
-    int ob0;                     /* outputs per pass of the first layer */
+    int ob0;                     /* outputs per pass of the first layer (4 or 5) */
     struct layer first, convs[MAX_CONVS], heads;
     int S;                       /* convolutions after the first */
-    /* a part's scratch: the input ring (4 rows of C0 planes), then a ring per layer (the first
-     * one pooled) of 3 rows (1 for the last) of Op planes, then the heads' staging */
-    ptrdiff_t cs_in, cs;         /* floats per plane: input rows, every other row */
+    /* a part's scratch: the input ring (4 rows of C0 planes of cs_in floats), then per layer
+     * (the first one pooled) SPAN + 2 rows of PW floats in each of its Op planes (ps floats
+     * apart), then the heads' staging: 8 planes of SPAN rows (hs floats apart) */
+    ptrdiff_t cs_in, ps, hs;
     size_t off[MAX_CONVS + 2], part_floats;
-    int ring[MAX_CONVS + 1];
     float *scratch;
     int parts;
 };
@@ -230,7 +232,7 @@ int nn_chain_claim(const struct nn_graph *g, const struct nn_shape *shapes, cons
     c->N = xs->d[0], c->H = xs->d[1], c->W = xs->d[2], c->C0 = xs->d[3];
     c->H0 = shapes[nd->out].d[1], c->W0 = shapes[nd->out].d[2];
     c->PH = ps->d[1], c->PW = ps->d[2];
-    c->ob0 = O0 <= 4 ? 4 : O0 <= 8 ? 8 : 10;
+    c->ob0 = O0 % 4 == 0 || O0 < 4 ? 4 : 5; /* P-Net's 10: two passes of 5 */
     c->S = S;
     int rc = load_layer(g, shapes, nd, p0, 3, c->ob0, &c->first);
     for (int i = 0; i < S && !rc; i++)
@@ -271,17 +273,17 @@ int nn_chain_claim(const struct nn_graph *g, const struct nn_shape *shapes, cons
     for (int o = 0; o < O0 && !rc; o++)
         c->prelu_first |= c->first.slope[o] < 0.0f;
     /* scratch layout of one part */
-    c->cs_in = (ptrdiff_t)round16((size_t)c->W) + PAD_COLS;
-    c->cs = (ptrdiff_t)round16((size_t)c->PW) + PAD_COLS;
+    c->cs_in = (ptrdiff_t)round16((size_t)c->W) + SLACK;
+    c->ps = (ptrdiff_t)round16((size_t)(SPAN + 2) * c->PW + SLACK);
+    c->hs = (ptrdiff_t)round16((size_t)SPAN * c->PW + SLACK);
     size_t at = 4 * (size_t)c->C0 * (size_t)c->cs_in;
     for (int r = 0; r <= S; r++) {
         const struct layer *l = r == 0 ? &c->first : &c->convs[r - 1];
-        c->ring[r] = r < S ? 3 : 1;
         c->off[r] = at;
-        at += (size_t)c->ring[r] * l->Op * (size_t)c->cs;
+        at += (size_t)l->Op * (size_t)c->ps;
     }
     c->off[S + 1] = at;
-    at += (size_t)OB * HEAD_COLS;
+    at += (size_t)OB * (size_t)c->hs;
     c->part_floats = round16(at);
     c->parts = 0;
     if (!rc) rc = nn_chain_set_parts(c, 1);
@@ -311,15 +313,15 @@ int nn_chain_set_parts(struct nn_chain *c, int parts)
 
 /* ---- running ---- */
 
-/* What one part knows while it runs: which input rows its ring holds, and the next row each
- * layer's ring will receive. */
+/* What one part knows while it runs: which input rows its ring holds, and which rows each
+ * layer holds: base[r] .. next[r] - 1, row base[r] first (next[S + 1]: the heads' next row). */
 struct cursor {
     const struct nn_chain *c;
     const float *x;
     float *s; /* the part's scratch */
     int n;    /* image */
     int tag[4];
-    int next[MAX_CONVS + 1];
+    int base[MAX_CONVS + 1], next[MAX_CONVS + 2];
 };
 
 /* Input row iy of the image as C0 planes, from the ring or de-interleaved into it. */
@@ -361,71 +363,85 @@ AVX512 INLINE __m512 prelu(__m512 v, __m512 slope)
     return _mm512_mask_mul_ps(v, _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ), v, slope);
 }
 
-/* The first layer for outputs [ob, ob + T) of pooled row p: both convolution rows at once, 16
- * of their columns (8 pooled) per step. */
+/* The first layer for outputs [ob, ob + T) of pooled row p from C input planes: both
+ * convolution rows at once, 32 of their columns (16 pooled: one register) per step, so that
+ * each broadcast weight feeds four multiply-adds. */
 AVX512 INLINE void first_pass(const struct nn_chain *c, const float *const *ra,
-                              const float *const *rb, int ob, float *dst, int T)
+                              const float *const *rb, int ob, float *dst, int T, int C)
 {
     const struct layer *l = &c->first;
-    const int C = c->C0, nb = (c->W0 + LANES - 1) / LANES;
+    const int nb = (c->W0 + 2 * LANES - 1) / (2 * LANES);
     const ptrdiff_t cs = c->cs_in;
-    const __m512i even = _mm512_set_epi32(14, 12, 10, 8, 6, 4, 2, 0, 14, 12, 10, 8, 6, 4, 2, 0);
-    const __m512i odd = _mm512_set_epi32(15, 13, 11, 9, 7, 5, 3, 1, 15, 13, 11, 9, 7, 5, 3, 1);
+    const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
     for (int b = 0; b < nb; b++) {
-        const int col = b * LANES;
-        __m512 A[10], B[10];
+        const int col = b * 2 * LANES;
+        __m512 A[2][5], B[2][5];
         for (int o = 0; o < T; o++)
-            A[o] = B[o] = _mm512_set1_ps(l->bias[ob + o]);
+            A[0][o] = A[1][o] = B[0][o] = B[1][o] = _mm512_set1_ps(l->bias[ob + o]);
+#pragma GCC unroll 3
         for (int ky = 0; ky < 3; ky++)
+#pragma GCC unroll 4
             for (int ch = 0; ch < C; ch++) {
                 const float *pa = ra[ky] + ch * cs + col, *pb = rb[ky] + ch * cs + col;
                 const float *ws = l->w + ((size_t)(ky * C + ch) * 3) * l->Op + ob;
 #pragma GCC unroll 3
                 for (int kx = 0; kx < 3; kx++) {
-                    __m512 va = _mm512_loadu_ps(pa + kx), vb = _mm512_loadu_ps(pb + kx);
-#pragma GCC unroll 10
+                    __m512 va0 = _mm512_loadu_ps(pa + kx), va1 = _mm512_loadu_ps(pa + kx + LANES);
+                    __m512 vb0 = _mm512_loadu_ps(pb + kx), vb1 = _mm512_loadu_ps(pb + kx + LANES);
+#pragma GCC unroll 5
                     for (int o = 0; o < T; o++) {
                         __m512 wv = _mm512_set1_ps(ws[kx * l->Op + o]);
-                        A[o] = _mm512_fmadd_ps(va, wv, A[o]);
-                        B[o] = _mm512_fmadd_ps(vb, wv, B[o]);
+                        A[0][o] = _mm512_fmadd_ps(va0, wv, A[0][o]);
+                        A[1][o] = _mm512_fmadd_ps(va1, wv, A[1][o]);
+                        B[0][o] = _mm512_fmadd_ps(vb0, wv, B[0][o]);
+                        B[1][o] = _mm512_fmadd_ps(vb1, wv, B[1][o]);
                     }
                 }
             }
-        /* columns past the convolution's output take no part in the pool */
-        __mmask16 past = col + LANES > c->W0 ? (__mmask16)(0xffffu << (c->W0 - col)) : 0;
-        int left = c->PW - b * (LANES / 2); /* pooled columns of this block inside the picture */
-        __mmask16 keep = left >= 8 ? 0xff : (__mmask16)((1u << left) - 1);
+        /* columns past the convolution's output take no part in the pool; pooled columns
+         * past the picture are not stored (they would land on the next row) */
+        int cols = c->W0 - col, left = c->PW - b * LANES;
+        __mmask16 past0 = cols < LANES ? (__mmask16)(0xffffu << cols) : 0;
+        __mmask16 past1 = cols < 2 * LANES ? (__mmask16)(0xffffu << (cols > LANES ? cols - LANES : 0)) : 0;
+        __mmask16 keep = left >= LANES ? 0xffff : (__mmask16)((1u << left) - 1);
+        const __m512 ninf = _mm512_set1_ps(-INFINITY);
+#pragma GCC unroll 5
         for (int o = 0; o < T; o++) {
-            __m512 s = _mm512_set1_ps(l->slope[ob + o]), m;
-            if (c->prelu_first) A[o] = prelu(A[o], s), B[o] = prelu(B[o], s);
-            m = _mm512_mask_mov_ps(_mm512_max_ps(A[o], B[o]), past, _mm512_set1_ps(-INFINITY));
-            m = _mm512_max_ps(_mm512_permutexvar_ps(even, m), _mm512_permutexvar_ps(odd, m));
+            __m512 s = _mm512_set1_ps(l->slope[ob + o]);
+            if (c->prelu_first) {
+                A[0][o] = prelu(A[0][o], s), A[1][o] = prelu(A[1][o], s);
+                B[0][o] = prelu(B[0][o], s), B[1][o] = prelu(B[1][o], s);
+            }
+            __m512 m0 = _mm512_mask_mov_ps(_mm512_max_ps(A[0][o], B[0][o]), past0, ninf);
+            __m512 m1 = _mm512_mask_mov_ps(_mm512_max_ps(A[1][o], B[1][o]), past1, ninf);
+            __m512 m = _mm512_max_ps(_mm512_permutex2var_ps(m0, even, m1),
+                                     _mm512_permutex2var_ps(m0, odd, m1));
             if (!c->prelu_first) m = prelu(m, s);
-            m = _mm512_maskz_mov_ps(keep, m);
-            _mm256_storeu_ps(dst + (ob + o) * c->cs + b * (LANES / 2), _mm512_castps512_ps256(m));
+            _mm512_mask_storeu_ps(dst + (ob + o) * c->ps + b * LANES, keep, m);
         }
     }
 }
 
-AVX512 static void first_pass4(const struct nn_chain *c, const float *const *ra,
-                               const float *const *rb, int ob, float *dst)
+typedef void first_fn(const struct nn_chain *c, const float *const *ra, const float *const *rb,
+                      int ob, float *dst);
+
+#define FIRST(name, T, C)                                                                          \
+    AVX512 static void name(const struct nn_chain *c, const float *const *ra,                      \
+                            const float *const *rb, int ob, float *dst)                            \
+    {                                                                                              \
+        first_pass(c, ra, rb, ob, dst, T, C);                                                      \
+    }
+FIRST(first4, 4, c->C0)
+FIRST(first5, 5, c->C0)
+FIRST(first5_rgb, 5, 3) /* P-Net's: the whole window unrolled */
+
+static float *row_at(const struct cursor *cu, int r, int row)
 {
-    first_pass(c, ra, rb, ob, dst, 4);
+    return cu->s + cu->c->off[r] + (size_t)(row - cu->base[r]) * cu->c->PW;
 }
 
-AVX512 static void first_pass8(const struct nn_chain *c, const float *const *ra,
-                               const float *const *rb, int ob, float *dst)
-{
-    first_pass(c, ra, rb, ob, dst, 8);
-}
-
-AVX512 static void first_pass10(const struct nn_chain *c, const float *const *ra,
-                                const float *const *rb, int ob, float *dst)
-{
-    first_pass(c, ra, rb, ob, dst, 10);
-}
-
-/* Pooled row p of the first layer into its ring. */
+/* Pooled row p of the first layer into its rows. */
 AVX512 static void first_row(struct cursor *cu, int p)
 {
     const struct nn_chain *c = cu->c;
@@ -433,12 +449,10 @@ AVX512 static void first_row(struct cursor *cu, int p)
     const float *ra[3], *rb[3];
     for (int ky = 0; ky < 3; ky++) /* four input rows: all stay in the ring of four */
         ra[ky] = input_row(cu, r0 + ky), rb[ky] = input_row(cu, r1 + ky);
-    float *dst = cu->s + c->off[0] + (size_t)(p % c->ring[0]) * c->first.Op * c->cs;
-    for (int ob = 0; ob < c->first.Op; ob += c->ob0) {
-        if (c->ob0 == 4) first_pass4(c, ra, rb, ob, dst);
-        else if (c->ob0 == 8) first_pass8(c, ra, rb, ob, dst);
-        else first_pass10(c, ra, rb, ob, dst);
-    }
+    float *dst = row_at(cu, 0, p);
+    first_fn *f = c->ob0 == 4 ? first4 : c->C0 == 3 ? first5_rgb : first5;
+    for (int ob = 0; ob < c->first.Op; ob += c->ob0)
+        f(c, ra, rb, ob, dst);
 }
 
 /* PB blocks of 16 pixels from column px, outputs [0, OB) of weights w (rows of wo floats), of a
@@ -506,39 +520,47 @@ static int tile_blocks(int nb)
     return (nb + count - 1) / count;
 }
 
-static float *ring_row(const struct cursor *cu, int r, int row)
-{
-    const struct nn_chain *c = cu->c;
-    const struct layer *l = r == 0 ? &c->first : &c->convs[r - 1];
-    return cu->s + c->off[r] + (size_t)(row % c->ring[r]) * l->Op * c->cs;
-}
-
 static void fill(struct cursor *cu, int r, int row);
 
-/* Row q of 3x3 layer r (1-based: convs[r - 1]) into its ring. */
-static void conv_row(struct cursor *cu, int r, int q)
+/* Rows q .. q + g - 1 of 3x3 layer r (1-based: convs[r - 1]) as one span: rows of every layer
+ * lie one after the other, PW floats apart, so the output pixel at offset j of the span reads
+ * offsets j + ky * PW + kx of the input's; the columns a layer loses to its window (on the
+ * right of each row) are computed and never read. */
+static void conv_span(struct cursor *cu, int r, int q, int g)
 {
     const struct nn_chain *c = cu->c;
     const struct layer *l = &c->convs[r - 1];
-    fill(cu, r - 1, q + 2);
-    const float *in[3] = {ring_row(cu, r - 1, q), ring_row(cu, r - 1, q + 1),
-                          ring_row(cu, r - 1, q + 2)};
-    float *dst = ring_row(cu, r, q);
-    int nb = (l->W + LANES - 1) / LANES;
+    fill(cu, r - 1, q + g + 1);
+    const float *in[3] = {row_at(cu, r - 1, q), row_at(cu, r - 1, q + 1), row_at(cu, r - 1, q + 2)};
+    float *dst = row_at(cu, r, q);
+    int nb = ((g - 1) * c->PW + l->W + LANES - 1) / LANES;
     for (int ob = 0; ob < l->Op; ob += OB)
         for (int b = 0, pb; b < nb; b += pb) {
             pb = tile_blocks(nb - b);
-            tiles[1][pb - 1](in, c->cs, l->C, l->w + ob, l->Op, l->bias + ob, l->slope + ob,
-                             dst + (size_t)ob * c->cs + b * LANES, c->cs, b * LANES);
+            tiles[1][pb - 1](in, c->ps, l->C, l->w + ob, l->Op, l->bias + ob, l->slope + ob,
+                             dst + (size_t)ob * c->ps + b * LANES, c->ps, b * LANES);
         }
 }
 
-/* Layer r's ring holds row `row` (and, rows being asked for in order, those before it). */
+/* Layer r holds row `row` (rows are asked for in order): computes the rows up to it, SPAN at a
+ * time, first moving the rows the next layer still needs to the front. */
 static void fill(struct cursor *cu, int r, int row)
 {
-    for (; cu->next[r] <= row; cu->next[r]++) {
-        if (r == 0) first_row(cu, cu->next[r]);
-        else conv_row(cu, r, cu->next[r]);
+    const struct nn_chain *c = cu->c;
+    const int Op = r == 0 ? c->first.Op : c->convs[r - 1].Op;
+    while (cu->next[r] <= row) {
+        int q = cu->next[r], g = r == 0 ? 1 : row + 1 - q < SPAN ? row + 1 - q : SPAN;
+        if (q - cu->base[r] + g > SPAN + 2) {
+            int keep = cu->next[r + 1];
+            float *p = cu->s + c->off[r];
+            for (int o = 0; o < Op; o++)
+                memmove(p + o * c->ps, p + o * c->ps + (size_t)(keep - cu->base[r]) * c->PW,
+                        (size_t)(q - keep) * c->PW * sizeof(float));
+            cu->base[r] = keep;
+        }
+        if (r == 0) first_row(cu, q);
+        else conv_span(cu, r, q, g);
+        cu->next[r] = q + g;
     }
 }
 
@@ -549,14 +571,14 @@ AVX512 INLINE void store_first(float *p, int n, __m512 v)
     else if (n > 0) _mm512_mask_storeu_ps(p, (__mmask16)((1u << n) - 1), v);
 }
 
-/* P-Net's heads (2 and 4 channels) for 16 pixels from their planes (HEAD_COLS apart) at v to
+/* P-Net's heads (2 and 4 channels) for 16 pixels from their planes (hs apart) at v to
  * pixels pix .. pix + n - 1 of the NHWC outputs: interleaved by permutes, not one float at a
  * time (which cost as much as the heads themselves). */
-AVX512 static void heads_2_4(const float *v, float *const *y, size_t pix, int n)
+AVX512 static void heads_2_4(const float *v, ptrdiff_t hs, float *const *y, size_t pix, int n)
 {
     __m512 h[6];
     for (int o = 0; o < 6; o++)
-        h[o] = _mm512_loadu_ps(v + o * HEAD_COLS);
+        h[o] = _mm512_loadu_ps(v + o * hs);
     /* pairs: lanes 0..7 of a and b interleaved, then lanes 8..15 */
     const __m512i lo = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
     const __m512i hi = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9,
@@ -582,40 +604,45 @@ void nn_chain_run(const struct nn_chain *c, const float *x, float *const *y, int
     const struct layer *h = &c->heads;
     struct cursor cu = {.c = c, .x = x, .s = c->scratch + (size_t)part * c->part_floats, .n = -1};
     float *stage = cu.s + c->off[c->S + 1];
-    int nb = (h->W + LANES - 1) / LANES;
-    for (int u = u0; u < u1; u++) {
+    for (int u = u0, g; u < u1; u += g) {
         int n = u / h->H, r = u % h->H;
-        if (n != cu.n) { /* a new image (or the first row of this part): empty rings */
+        g = h->H - r < SPAN ? h->H - r : SPAN;
+        if (u1 - u < g) g = u1 - u;
+        if (n != cu.n) { /* a new image (or the first row of this part): nothing held */
             cu.n = n;
             for (int i = 0; i < 4; i++)
                 cu.tag[i] = -1;
-            for (int i = 0; i <= c->S; i++)
+            for (int i = 0; i <= c->S + 1; i++)
                 cu.next[i] = r;
+            for (int i = 0; i <= c->S; i++)
+                cu.base[i] = r;
         }
-        fill(&cu, c->S, r);
-        const float *in[1] = {ring_row(&cu, c->S, r)};
-        size_t pix0 = ((size_t)n * h->H + r) * h->W;
+        /* rows r .. r + g - 1 of the heads: one span, then its rows to the NHWC outputs */
+        fill(&cu, c->S, r + g - 1);
+        cu.next[c->S + 1] = r + g;
+        const float *in[1] = {row_at(&cu, c->S, r)};
+        int nb = ((g - 1) * c->PW + h->W + LANES - 1) / LANES;
         for (int b = 0, pb; b < nb; b += pb) {
             pb = tile_blocks(nb - b);
-            tiles[0][pb - 1](in, c->cs, h->C, h->w, OB, h->bias, h->slope, stage, HEAD_COLS,
-                             b * LANES);
-            /* planes to the heads' NHWC outputs */
-            int end = (b + pb) * LANES < h->W ? (b + pb) * LANES : h->W;
+            tiles[0][pb - 1](in, c->ps, h->C, h->w, OB, h->bias, h->slope, stage + b * LANES,
+                             c->hs, b * LANES);
+        }
+        for (int i = 0; i < g; i++) {
+            const float *v = stage + (size_t)i * c->PW;
+            size_t pix0 = ((size_t)n * h->H + r + i) * h->W;
             if (c->nout == 2 && c->Oh[0] == 2 && c->Oh[1] == 4) {
-                for (int q = 0; q < pb; q++)
-                    heads_2_4(stage + q * LANES, y, pix0 + (size_t)(b + q) * LANES,
-                              end - (b + q) * LANES);
+                for (int px = 0; px < h->W; px += LANES)
+                    heads_2_4(v + px, c->hs, y, pix0 + px, h->W - px);
                 continue;
             }
-            for (int px = b * LANES; px < end; px++) {
-                const float *v = stage + (px - b * LANES);
+            for (int px = 0; px < h->W; px++) {
                 float *y0 = y[0] + (pix0 + px) * c->Oh[0];
                 for (int o = 0; o < c->Oh[0]; o++)
-                    y0[o] = v[o * HEAD_COLS];
+                    y0[o] = v[o * c->hs + px];
                 if (c->nout > 1) {
                     float *y1 = y[1] + (pix0 + px) * c->Oh[1];
                     for (int o = 0; o < c->Oh[1]; o++)
-                        y1[o] = v[(c->Oh[0] + o) * HEAD_COLS];
+                        y1[o] = v[(c->Oh[0] + o) * c->hs + px];
                 }
             }
         }
