@@ -348,8 +348,20 @@ static void test_pool_kernel(int iter)
 
 /* P-Net's body as one chain (kern_chain.h): a 3x3 convolution with PReLU (slopes of either sign)
  * and a 2x2 pool (SAME or VALID, odd and even sizes), one to three 3x3 convolutions with or
- * without their PReLU, then one or two 1x1 heads; on one thread and on three (rows split
+ * without their PReLU, then one or two 1x1 heads, each with or without a sigmoid; on one thread and on three (rows split
  * unevenly, each piece starting its rings afresh). */
+/* Weights of a chain scaled by 1 / sqrt(fan-in), as trained nets have them: activations stay
+ * near 1 through the layers instead of growing by ~sqrt(9 C) per layer (logits in the
+ * thousands would make a sigmoid's output hinge on float rounding). */
+static int chain_weights(struct nn_graph *g, int o, int k, int c)
+{
+    int t = add_tensor(g, nhwc(o, k, k, c), 1);
+    float *w = g->tensors[t].data, f = 1.0f / sqrtf((float)(k * k * c));
+    for (int i = 0; i < o * k * k * c; i++)
+        w[i] *= f;
+    return t;
+}
+
 static void test_chain(int iter)
 {
     int c0 = rint_(1, 4), convs = rint_(1, 3), two = rint_(0, 1);
@@ -360,7 +372,7 @@ static void test_chain(int iter)
     char what[200];
     int len = snprintf(what, sizeof what, "chain #%d in %dx%dx%d: %d", iter, h, w, c0, o);
     for (int layer = 0; layer <= convs; layer++) {
-        int wt = add_tensor(g, nhwc(o, 3, 3, c), 1);
+        int wt = chain_weights(g, o, 3, c);
         int b = add_tensor(g, (struct nn_shape){1, {o}}, 1);
         struct nn_node *nd = add_node(g, NN_OP_CONV_2D, x, wt, b);
         nd->pad = NN_PAD_VALID;
@@ -378,11 +390,12 @@ static void test_chain(int iter)
     int o0 = rint_(1, two ? 7 : 8), o1 = two ? rint_(1, 8 - o0) : 0;
     for (int k = 0; k < 1 + two; k++) {
         int ok = k ? o1 : o0;
-        int wt = add_tensor(g, nhwc(ok, 1, 1, c), 1);
+        int wt = chain_weights(g, ok, 1, c);
         int b = add_tensor(g, (struct nn_shape){1, {ok}}, 1);
         struct nn_node *nd = add_node(g, NN_OP_CONV_2D, x, wt, b);
         nd->pad = rint_(0, 1) ? NN_PAD_SAME : NN_PAD_VALID;
         g->outputs[k] = nd->out, nodes++;
+        if (rint_(0, 1)) g->outputs[k] = add_node(g, NN_OP_SIGMOID, nd->out, -1, -1)->out, nodes++;
     }
     g->noutputs = 1 + two;
     snprintf(what + len, sizeof what - (size_t)len, " heads %d+%d", o0, o1);

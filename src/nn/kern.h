@@ -25,7 +25,7 @@
 
 #include "nn/graph.h"
 
-#define NN_KERN_MAX_NODES 12
+#define NN_KERN_MAX_NODES 16
 
 struct nn_kern;
 

@@ -21,29 +21,30 @@
 #define INLINE static inline __attribute__((always_inline))
 
 #define LANES 16
-#define OB 8            /* outputs per pass of the 3x3 layers and the heads */
-#define PB_MAX 3        /* blocks of 16 pixels per pass */
-#define MAX_CONVS 4     /* 3x3 convolutions after the first */
+#define OB 8        /* outputs per pass of the 3x3 layers and the heads */
+#define PB_MAX 3    /* blocks of 16 pixels per pass */
+#define MAX_CONVS 4 /* 3x3 convolutions after the first */
 #ifndef SPAN
 #define SPAN 8 /* rows of a layer computed at once */
 #endif
-#define SLACK 64        /* floats past a plane: where a span's last block and window reach */
+#define SLACK 64 /* floats past a plane: where a span's last block and window reach */
 
 struct layer {
-    int C, O, Op;       /* input channels, outputs, outputs rounded up to the pass size */
-    int H, W;           /* output size */
-    float *w;           /* [ky][c][kx][Op] (1x1 heads: [c][Op]) */
+    int C, O, Op;        /* input channels, outputs, outputs rounded up to the pass size */
+    int H, W;            /* output size */
+    float *w;            /* [ky][c][kx][Op] (1x1 heads: [c][Op]) */
     float *bias, *slope; /* [Op]; slope 1 where there is no PReLU */
 };
 
 struct nn_chain {
     int in, nout, out[2], Oh[2]; /* heads: their tensors and channels */
+    int sigmoid[2];              /* heads: a sigmoid applied last */
     int N, H, W, C0;             /* the input */
     int H0, W0, PH, PW;          /* the first convolution's output, then pooled */
     int prelu_first;             /* a negative slope: the PReLU does not commute with the pool */
     int ob0;                     /* outputs per pass of the first layer (4 or 5) */
     struct layer first, convs[MAX_CONVS], heads;
-    int S;                       /* convolutions after the first */
+    int S; /* convolutions after the first */
     /* a part's scratch: the input ring (4 rows of C0 planes of cs_in floats), then per layer
      * (the first one pooled) SPAN + 2 rows of PW floats in each of its Op planes (ps floats
      * apart), then the heads' staging: 8 planes of SPAN rows (hs floats apart) */
@@ -168,8 +169,8 @@ static size_t round16(size_t n)
 }
 
 int nn_chain_claim(const struct nn_graph *g, const struct nn_shape *shapes, const int *readers,
-                   const char *taken, int n, struct nn_chain **out,
-                   int nodes[NN_CHAIN_MAX_NODES], int *count)
+                   const char *taken, int n, struct nn_chain **out, int nodes[NN_CHAIN_MAX_NODES],
+                   int *count)
 {
     *out = NULL;
     *count = 0;
@@ -180,7 +181,8 @@ int nn_chain_claim(const struct nn_graph *g, const struct nn_shape *shapes, cons
     int list[NN_CHAIN_MAX_NODES], cnt = 0, p0, pool, t;
     list[cnt++] = n;
     t = nd->out;
-    if ((p0 = prelu_of(g, shapes, readers, taken, n, t)) >= 0) list[cnt++] = p0, t = g->nodes[p0].out;
+    if ((p0 = prelu_of(g, shapes, readers, taken, n, t)) >= 0)
+        list[cnt++] = p0, t = g->nodes[p0].out;
     pool = sole_reader(g, readers, taken, list[cnt - 1], t);
     if (pool < 0) return 0;
     const struct nn_node *pn = &g->nodes[pool];
@@ -207,7 +209,7 @@ int nn_chain_claim(const struct nn_graph *g, const struct nn_shape *shapes, cons
     }
     if (S == 0) return 0;
     /* the heads: every reader of t a 1x1 convolution (two at most, 8 outputs between them) */
-    int heads[2], hp[2], nh = 0, Oh = 0;
+    int heads[2], hp[2], hs[2], nh = 0, Oh = 0;
     for (int m = last + 1; m < g->nnodes && nh <= 2; m++) {
         const struct nn_node *hd = &g->nodes[m];
         int reads = 0;
@@ -218,11 +220,15 @@ int nn_chain_claim(const struct nn_graph *g, const struct nn_shape *shapes, cons
         if (!o || hd->in[0] != t || nh == 2) return 0;
         heads[nh] = m, Oh += o;
         hp[nh] = prelu_of(g, shapes, readers, taken, m, hd->out);
+        /* and a sigmoid after it (P-Net's two-class softmax, fused) */
+        int y = hp[nh] >= 0 ? g->nodes[hp[nh]].out : hd->out;
+        hs[nh] = sole_reader(g, readers, taken, hp[nh] >= 0 ? hp[nh] : m, y);
+        if (hs[nh] >= 0 && g->nodes[hs[nh]].op != NN_OP_SIGMOID) hs[nh] = -1;
         nh++;
     }
     int total = cnt + nh;
     for (int i = 0; i < nh; i++)
-        total += hp[i] >= 0;
+        total += (hp[i] >= 0) + (hs[i] >= 0);
     if (nh == 0 || nh != readers[t] || Oh > OB || total > NN_CHAIN_MAX_NODES) return 0;
 
     struct nn_chain *c = calloc(1, sizeof *c);
@@ -266,6 +272,8 @@ int nn_chain_claim(const struct nn_graph *g, const struct nn_shape *shapes, cons
             list[cnt++] = heads[i];
             c->out[i] = g->nodes[heads[i]].out;
             if (hp[i] >= 0) list[cnt++] = hp[i], c->out[i] = g->nodes[hp[i]].out;
+            if (hs[i] >= 0) list[cnt++] = hs[i], c->out[i] = g->nodes[hs[i]].out;
+            c->sigmoid[i] = hs[i] >= 0;
             if (rc) break;
         }
         c->nout = nh;
@@ -372,7 +380,8 @@ AVX512 INLINE void first_pass(const struct nn_chain *c, const float *const *ra,
     const struct layer *l = &c->first;
     const int nb = (c->W0 + 2 * LANES - 1) / (2 * LANES);
     const ptrdiff_t cs = c->cs_in;
-    const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i even =
+        _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
     const __m512i odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
     for (int b = 0; b < nb; b++) {
         const int col = b * 2 * LANES;
@@ -403,7 +412,8 @@ AVX512 INLINE void first_pass(const struct nn_chain *c, const float *const *ra,
          * past the picture are not stored (they would land on the next row) */
         int cols = c->W0 - col, left = c->PW - b * LANES;
         __mmask16 past0 = cols < LANES ? (__mmask16)(0xffffu << cols) : 0;
-        __mmask16 past1 = cols < 2 * LANES ? (__mmask16)(0xffffu << (cols > LANES ? cols - LANES : 0)) : 0;
+        __mmask16 past1 =
+            cols < 2 * LANES ? (__mmask16)(0xffffu << (cols > LANES ? cols - LANES : 0)) : 0;
         __mmask16 keep = left >= LANES ? 0xffff : (__mmask16)((1u << left) - 1);
         const __m512 ninf = _mm512_set1_ps(-INFINITY);
 #pragma GCC unroll 5
@@ -558,17 +568,52 @@ static void fill(struct cursor *cu, int r, int row)
                         (size_t)(q - keep) * c->PW * sizeof(float));
             cu->base[r] = keep;
         }
-        if (r == 0) first_row(cu, q);
-        else conv_span(cu, r, q, g);
+        if (r == 0)
+            first_row(cu, q);
+        else
+            conv_span(cu, r, q, g);
         cu->next[r] = q + g;
     }
+}
+
+/* e^x within 2 ulp for |x| <= 88 (clamped beyond): x = n ln 2 + r, |r| <= ln 2 / 2, e^r by
+ * its Taylor series to r^6, times 2^n. */
+AVX512 INLINE __m512 exp_ps(__m512 x)
+{
+    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-88.0f)), _mm512_set1_ps(88.0f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x); /* ln 2, split */
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187e-06f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 720);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+
+/* 1 / (1 + e^-v) over the first n floats (a multiple of 16) of O planes hs apart at v. */
+AVX512 static void sigmoid_planes(float *v, ptrdiff_t hs, int O, int n)
+{
+    const __m512 one = _mm512_set1_ps(1.0f);
+    for (int o = 0; o < O; o++)
+        for (int j = 0; j < n; j += LANES) {
+            float *p = v + o * hs + j;
+            __m512 e = exp_ps(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_loadu_ps(p)));
+            _mm512_storeu_ps(p, _mm512_div_ps(one, _mm512_add_ps(one, e)));
+        }
 }
 
 /* Stores v, masked to its first n floats (n <= 0: nothing). */
 AVX512 INLINE void store_first(float *p, int n, __m512 v)
 {
-    if (n >= LANES) _mm512_storeu_ps(p, v);
-    else if (n > 0) _mm512_mask_storeu_ps(p, (__mmask16)((1u << n) - 1), v);
+    if (n >= LANES)
+        _mm512_storeu_ps(p, v);
+    else if (n > 0)
+        _mm512_mask_storeu_ps(p, (__mmask16)((1u << n) - 1), v);
 }
 
 /* P-Net's heads (2 and 4 channels) for 16 pixels from their planes (hs apart) at v to
@@ -581,12 +626,12 @@ AVX512 static void heads_2_4(const float *v, ptrdiff_t hs, float *const *y, size
         h[o] = _mm512_loadu_ps(v + o * hs);
     /* pairs: lanes 0..7 of a and b interleaved, then lanes 8..15 */
     const __m512i lo = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
-    const __m512i hi = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9,
-                                        24, 8);
+    const __m512i hi =
+        _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
     /* quads: pairs 0..3 of a and b interleaved, then pairs 4..7 */
     const __m512i qlo = _mm512_set_epi32(23, 22, 7, 6, 21, 20, 5, 4, 19, 18, 3, 2, 17, 16, 1, 0);
-    const __m512i qhi = _mm512_set_epi32(31, 30, 15, 14, 29, 28, 13, 12, 27, 26, 11, 10, 25, 24,
-                                         9, 8);
+    const __m512i qhi =
+        _mm512_set_epi32(31, 30, 15, 14, 29, 28, 13, 12, 27, 26, 11, 10, 25, 24, 9, 8);
     float *y0 = y[0] + pix * 2, *y1 = y[1] + pix * 4;
     store_first(y0, 2 * n, _mm512_permutex2var_ps(h[0], lo, h[1]));
     store_first(y0 + 16, 2 * n - 16, _mm512_permutex2var_ps(h[0], hi, h[1]));
@@ -624,9 +669,12 @@ void nn_chain_run(const struct nn_chain *c, const float *x, float *const *y, int
         int nb = ((g - 1) * c->PW + h->W + LANES - 1) / LANES;
         for (int b = 0, pb; b < nb; b += pb) {
             pb = tile_blocks(nb - b);
-            tiles[0][pb - 1](in, c->ps, h->C, h->w, OB, h->bias, h->slope, stage + b * LANES,
-                             c->hs, b * LANES);
+            tiles[0][pb - 1](in, c->ps, h->C, h->w, OB, h->bias, h->slope, stage + b * LANES, c->hs,
+                             b * LANES);
         }
+        for (int i = 0, o = 0; i < c->nout; o += c->Oh[i++])
+            if (c->sigmoid[i])
+                sigmoid_planes(stage + (size_t)o * c->hs, c->hs, c->Oh[i], nb * LANES);
         for (int i = 0; i < g; i++) {
             const float *v = stage + (size_t)i * c->PW;
             size_t pix0 = ((size_t)n * h->H + r + i) * h->W;

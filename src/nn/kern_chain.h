@@ -13,7 +13,7 @@
 
 #include "nn/graph.h"
 
-#define NN_CHAIN_MAX_NODES 12
+#define NN_CHAIN_MAX_NODES 16
 
 struct nn_chain;
 
@@ -21,8 +21,8 @@ struct nn_chain;
  * *out (free with nn_chain_free) and lists its nodes in nodes[0..*count-1], n first.
  * Returns 1 (claimed), 0 (not a chain) or FR_ENOMEM. Needs AVX-512 to run. */
 int nn_chain_claim(const struct nn_graph *g, const struct nn_shape *shapes, const int *readers,
-                   const char *taken, int n, struct nn_chain **out,
-                   int nodes[NN_CHAIN_MAX_NODES], int *count) FR_MUST_USE;
+                   const char *taken, int n, struct nn_chain **out, int nodes[NN_CHAIN_MAX_NODES],
+                   int *count) FR_MUST_USE;
 
 /* The activation read, and the tensors written (returns how many: 1 or 2, the heads' order). */
 int nn_chain_input(const struct nn_chain *c);
