@@ -341,6 +341,10 @@ AVX512 static const float *input_row(struct cursor *cu, int iy)
     if (cu->tag[iy & 3] == iy) return d;
     cu->tag[iy & 3] = iy;
     const float *x = cu->x + ((size_t)cu->n * c->H + iy) * W * C;
+    /* the row after the next comes from memory while this one and the next are used */
+    if (iy + 2 < c->H)
+        for (size_t k = 0; k < (size_t)W * C; k += 16)
+            _mm_prefetch((const char *)(x + 2 * (size_t)W * C + k), _MM_HINT_T0);
     int ix = 0;
     if (C == 3) {
         /* 16 pixels: three registers of interleaved channels, two permutes per plane */
@@ -465,15 +469,15 @@ AVX512 static void first_row(struct cursor *cu, int p)
         f(c, ra, rb, ob, dst);
 }
 
-/* PB blocks of 16 pixels from column px, outputs [0, OB) of weights w (rows of wo floats), of a
- * k x k window over the C planes (cs apart) of input rows in[0..k-1]; activated into the OB
- * planes (ocs apart) that start at dst (the block's first pixel). */
+/* PB blocks of 16 pixels from column px, outputs [0, T) (T <= OB) of weights w (rows of wo
+ * floats), of a k x k window over the C planes (cs apart) of input rows in[0..k-1]; activated
+ * into the T planes (ocs apart) that start at dst (the block's first pixel). */
 AVX512 INLINE void tile(const float *const *in, ptrdiff_t cs, int C, const float *w, int wo,
                         const float *bias, const float *slope, float *dst, ptrdiff_t ocs, int px,
-                        int PB, int K)
+                        int PB, int K, int T)
 {
     __m512 a[PB_MAX][OB];
-    for (int o = 0; o < OB; o++) {
+    for (int o = 0; o < T; o++) {
         __m512 b = _mm512_set1_ps(bias[o]);
         for (int q = 0; q < PB; q++)
             a[q][o] = b;
@@ -488,7 +492,7 @@ AVX512 INLINE void tile(const float *const *in, ptrdiff_t cs, int C, const float
                 for (int q = 0; q < PB; q++)
                     v[q] = _mm512_loadu_ps(r + kx + q * LANES);
 #pragma GCC unroll 8
-                for (int o = 0; o < OB; o++) {
+                for (int o = 0; o < T; o++) {
                     __m512 wv = _mm512_set1_ps(ws[kx * wo + o]);
                     for (int q = 0; q < PB; q++)
                         a[q][o] = _mm512_fmadd_ps(v[q], wv, a[q][o]);
@@ -496,7 +500,7 @@ AVX512 INLINE void tile(const float *const *in, ptrdiff_t cs, int C, const float
             }
         }
     }
-    for (int o = 0; o < OB; o++) {
+    for (int o = 0; o < T; o++) {
         __m512 s = _mm512_set1_ps(slope[o]);
         for (int q = 0; q < PB; q++)
             _mm512_storeu_ps(dst + o * ocs + q * LANES, prelu(a[q][o], s));
@@ -506,20 +510,25 @@ AVX512 INLINE void tile(const float *const *in, ptrdiff_t cs, int C, const float
 typedef void tile_fn(const float *const *in, ptrdiff_t cs, int C, const float *w, int wo,
                      const float *bias, const float *slope, float *dst, ptrdiff_t ocs, int px);
 
-#define TILE(name, PB, K)                                                                          \
+#define TILE(name, PB, K, T)                                                                       \
     AVX512 static void name(const float *const *in, ptrdiff_t cs, int C, const float *w, int wo,   \
                             const float *bias, const float *slope, float *dst, ptrdiff_t ocs,      \
                             int px)                                                                \
     {                                                                                              \
-        tile(in, cs, C, w, wo, bias, slope, dst, ocs, px, PB, K);                                  \
+        tile(in, cs, C, w, wo, bias, slope, dst, ocs, px, PB, K, T);                               \
     }
-TILE(tile3_1, 1, 3)
-TILE(tile3_2, 2, 3)
-TILE(tile3_3, 3, 3)
-TILE(tile1_1, 1, 1)
-TILE(tile1_2, 2, 1)
-TILE(tile1_3, 3, 1)
-static tile_fn *const tiles[2][PB_MAX] = {{tile1_1, tile1_2, tile1_3}, {tile3_1, tile3_2, tile3_3}};
+TILE(tile3_1, 1, 3, OB)
+TILE(tile3_2, 2, 3, OB)
+TILE(tile3_3, 3, 3, OB)
+TILE(heads8_1, 1, 1, OB)
+TILE(heads8_2, 2, 1, OB)
+TILE(heads8_3, 3, 1, OB)
+TILE(heads6_1, 1, 1, 6) /* P-Net's 2 + 4: no multiply-adds for two unused outputs */
+TILE(heads6_2, 2, 1, 6)
+TILE(heads6_3, 3, 1, 6)
+static tile_fn *const tiles3[PB_MAX] = {tile3_1, tile3_2, tile3_3};
+static tile_fn *const heads8[PB_MAX] = {heads8_1, heads8_2, heads8_3};
+static tile_fn *const heads6[PB_MAX] = {heads6_1, heads6_2, heads6_3};
 
 /* Blocks of 16 pixels per tile when nb blocks remain: the row split into as few tiles as the
  * largest tile allows, as even as possible (7 blocks: 3 + 2 + 2, not 3 + 3 + 1: a tile of one
@@ -547,8 +556,8 @@ static void conv_span(struct cursor *cu, int r, int q, int g)
     for (int ob = 0; ob < l->Op; ob += OB)
         for (int b = 0, pb; b < nb; b += pb) {
             pb = tile_blocks(nb - b);
-            tiles[1][pb - 1](in, c->ps, l->C, l->w + ob, l->Op, l->bias + ob, l->slope + ob,
-                             dst + (size_t)ob * c->ps + b * LANES, c->ps, b * LANES);
+            tiles3[pb - 1](in, c->ps, l->C, l->w + ob, l->Op, l->bias + ob, l->slope + ob,
+                           dst + (size_t)ob * c->ps + b * LANES, c->ps, b * LANES);
         }
 }
 
@@ -669,8 +678,8 @@ void nn_chain_run(const struct nn_chain *c, const float *x, float *const *y, int
         int nb = ((g - 1) * c->PW + h->W + LANES - 1) / LANES;
         for (int b = 0, pb; b < nb; b += pb) {
             pb = tile_blocks(nb - b);
-            tiles[0][pb - 1](in, c->ps, h->C, h->w, OB, h->bias, h->slope, stage + b * LANES, c->hs,
-                             b * LANES);
+            (h->O <= 6 ? heads6 : heads8)[pb - 1](in, c->ps, h->C, h->w, OB, h->bias, h->slope,
+                                                  stage + b * LANES, c->hs, b * LANES);
         }
         for (int i = 0, o = 0; i < c->nout; o += c->Oh[i++])
             if (c->sigmoid[i])
