@@ -12,7 +12,14 @@
  *     whose 10-channel output at full resolution is never written) and its two 1x1 heads;
  *   - max pools with the PReLU before them applied as the input is read: R-Net's and O-Net's
  *     PReLU + pool pairs, two passes in XNNPACK (per crop in an A/B in one process: O-Net
- *     0.212 -> 0.204 ms, R-Net 0.0257 -> 0.0249 ms).
+ *     0.212 -> 0.204 ms, R-Net 0.0257 -> 0.0249 ms);
+ *   - P-Net's whole body as one chain (kern_chain.h, claimed before the narrow kernel): first
+ *     convolution + PReLU + pool, the 3x3 convolutions with their PReLUs, both heads and the
+ *     sigmoid, row by row with output pixels in the lanes. Before it the 640x480 pyramid took
+ *     6.3 ms on one thread (bench nn), of which 1.6 ms the narrow first layer, 4.1 ms XNNPACK's
+ *     conv2 + conv3, 0.5 ms the narrow heads; with it 4.2 ms (2 threads: 4.4 -> 2.3 ms), the
+ *     3x3 tiles at about the FMA units' peak. The plan is then one kernel (nn_plan_streams) and
+ *     tall levels run whole rather than in bands.
  *
  * A kernel replaces one to four nodes of a graph at one set of shapes; the plan (plan.h) runs it
  * between XNNPACK segments. Kernels use AVX-512 and are offered only on CPUs that have it
