@@ -684,8 +684,8 @@ void nn_chain_run(const struct nn_chain *c, const float *x, float *const *y, int
         int nb = ((g - 1) * c->PW + h->W + LANES - 1) / LANES;
         for (int b = 0, pb; b < nb; b += pb) {
             pb = tile_blocks(nb - b);
-            (h->O <= 6 ? heads6 : heads8)[pb - 1](in, c->ps, h->C, h->w, OB, h->bias, h->slope,
-                                                  stage + b * LANES, c->hs, b * LANES);
+            tile_fn *f = h->O <= 6 ? heads6[pb - 1] : heads8[pb - 1];
+            f(in, c->ps, h->C, h->w, OB, h->bias, h->slope, stage + b * LANES, c->hs, b * LANES);
         }
         for (int i = 0, o = 0; i < c->nout; o += c->Oh[i++])
             if (c->sigmoid[i])
