@@ -11,6 +11,7 @@
 #include "nn/nn.h"
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
+static int threads = 1; /* of the XNNPACK net compare() builds */
 
 static uint32_t rnd(void)
 {
@@ -65,8 +66,8 @@ static struct nn_node *add_node(struct nn_graph *g, enum nn_op op, int a, int b,
 
 /* Runs g (declared input shape) on both backends and compares every output within tol
  * (relative to the largest reference value); bf16: with the engine's bfloat16 kernels, on
- * threads threads. Frees g. */
-static void compare_with(struct nn_graph *g, const char *what, int bf16, int threads, double tol)
+ * nthreads threads. Frees g. */
+static void compare_with(struct nn_graph *g, const char *what, int bf16, int nthreads, double tol)
 {
     char err[FR_ERR_LEN] = "";
     if (g->noutputs == 0) { /* by default the last node's result */
@@ -105,7 +106,7 @@ static void compare_with(struct nn_graph *g, const char *what, int bf16, int thr
             memcpy(copy->tensors[i].data, g->tensors[i].data, g->tensors[i].nbytes);
         }
     }
-    struct nn_opts xo = {.threads = threads, .no_fuse = 1, .bf16 = bf16};
+    struct nn_opts xo = {.threads = nthreads, .no_fuse = 1, .bf16 = bf16};
     struct nn_opts ro = {.backend = NN_BACKEND_REF, .no_fuse = 1};
     struct nn_net *xn = NULL, *rn = NULL;
     int rc1 = nn_net_from_graph(g, &xo, &xn, err);
@@ -138,7 +139,7 @@ static void compare_with(struct nn_graph *g, const char *what, int bf16, int thr
 
 static void compare(struct nn_graph *g, const char *what)
 {
-    compare_with(g, what, 0, 1, 1e-4);
+    compare_with(g, what, 0, threads, 1e-4);
 }
 
 static struct nn_shape nhwc(int n, int h, int w, int c)
@@ -412,6 +413,65 @@ static void test_conv_bf16_kernel(int iter)
     compare_with(g, what, 1, 1 + iter % 2, prelu ? 2e-2 : 4e-2);
 }
 
+/* P-Net's body as one chain (kern_chain.h): a 3x3 convolution with PReLU (slopes of either sign)
+ * and a 2x2 pool (SAME or VALID, odd and even sizes), one to three 3x3 convolutions with or
+ * without their PReLU, then one or two 1x1 heads, each with or without a sigmoid; on one thread and on three (rows split
+ * unevenly, each piece starting its rings afresh). */
+/* Weights of a chain scaled by 1 / sqrt(fan-in), as trained nets have them: activations stay
+ * near 1 through the layers instead of growing by ~sqrt(9 C) per layer (logits in the
+ * thousands would make a sigmoid's output hinge on float rounding). */
+static int chain_weights(struct nn_graph *g, int o, int k, int c)
+{
+    int t = add_tensor(g, nhwc(o, k, k, c), 1);
+    float *w = g->tensors[t].data, f = 1.0f / sqrtf((float)(k * k * c));
+    for (int i = 0; i < o * k * k * c; i++)
+        w[i] *= f;
+    return t;
+}
+
+static void test_chain(int iter)
+{
+    int c0 = rint_(1, 4), convs = rint_(1, 3), two = rint_(0, 1);
+    int h = rint_(4 * convs + 4, 4 * convs + 30), w = rint_(4 * convs + 4, 4 * convs + 70);
+    struct nn_graph *g = new_graph(nhwc(rint_(1, 2), h, w, c0));
+    g->nodes = realloc(g->nodes, 20 * sizeof *g->nodes);
+    int o = rint_(1, 12), c = c0, x = g->inputs[0], nodes = 0;
+    char what[200];
+    int len = snprintf(what, sizeof what, "chain #%d in %dx%dx%d: %d", iter, h, w, c0, o);
+    for (int layer = 0; layer <= convs; layer++) {
+        int wt = chain_weights(g, o, 3, c);
+        int b = add_tensor(g, (struct nn_shape){1, {o}}, 1);
+        struct nn_node *nd = add_node(g, NN_OP_CONV_2D, x, wt, b);
+        nd->pad = NN_PAD_VALID;
+        x = nd->out, nodes++;
+        if (layer == 0 || rint_(0, 3)) x = prelu_after(g, x, o), nodes++;
+        if (layer == 0) {
+            struct nn_node *p = add_node(g, NN_OP_MAX_POOL_2D, x, -1, -1);
+            p->filter_h = p->filter_w = 2, p->stride_h = p->stride_w = 2;
+            p->pad = rint_(0, 1) ? NN_PAD_SAME : NN_PAD_VALID;
+            x = p->out, nodes++;
+        }
+        c = o, o = layer < convs ? rint_(1, 40) : 0;
+        if (o) len += snprintf(what + len, sizeof what - (size_t)len, "-%d", o);
+    }
+    int o0 = rint_(1, two ? 7 : 8), o1 = two ? rint_(1, 8 - o0) : 0;
+    for (int k = 0; k < 1 + two; k++) {
+        int ok = k ? o1 : o0;
+        int wt = chain_weights(g, ok, 1, c);
+        int b = add_tensor(g, (struct nn_shape){1, {ok}}, 1);
+        struct nn_node *nd = add_node(g, NN_OP_CONV_2D, x, wt, b);
+        nd->pad = rint_(0, 1) ? NN_PAD_SAME : NN_PAD_VALID;
+        g->outputs[k] = nd->out, nodes++;
+        if (rint_(0, 1)) g->outputs[k] = add_node(g, NN_OP_SIGMOID, nd->out, -1, -1)->out, nodes++;
+    }
+    g->noutputs = 1 + two;
+    snprintf(what + len, sizeof what - (size_t)len, " heads %d+%d", o0, o1);
+    expect_claim(g, 0, nodes, what);
+    threads = iter % 2 ? 3 : 1;
+    compare(g, what);
+    threads = 1;
+}
+
 /* Ops XNNPACK lacks: the net falls back to the reference kernels and still runs. */
 static void test_fallback(void)
 {
@@ -484,6 +544,8 @@ int main(void)
         test_pointwise_kernel(i);
     for (int i = 0; i < 60; i++)
         test_conv_bf16_kernel(i);
+    for (int i = 0; i < 40; i++)
+        test_chain(i);
     test_fallback();
     return check_done();
 }

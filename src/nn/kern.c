@@ -5,6 +5,7 @@
  * latency; the few border pixels run one at a time with the window clipped. The activation is a
  * per-lane PReLU slope (1 where there is none) followed by a per-lane clamp. */
 #include "nn/kern.h"
+#include "nn/kern_chain.h"
 
 #include <immintrin.h>
 #include <math.h>
@@ -15,11 +16,13 @@
 
 #define AVX512 __attribute__((target("avx512f")))
 
+_Static_assert(NN_CHAIN_MAX_NODES <= NN_KERN_MAX_NODES, "a chain's nodes fit a kernel's list");
+
 #define DW3_BLOCK 8 /* output pixels per block of the 3x3 depthwise kernel */
 
 #define CB_MR 12 /* output pixels per block of the bfloat16 convolutions (x 32 outputs: 24 sums) */
 
-enum kind { KIND_DEPTHWISE, KIND_NARROW, KIND_POOL, KIND_POINTWISE, KIND_CONV_BF16 };
+enum kind { KIND_DEPTHWISE, KIND_NARROW, KIND_POOL, KIND_POINTWISE, KIND_CONV_BF16, KIND_CHAIN };
 
 struct nn_kern {
     enum kind kind;
@@ -43,6 +46,7 @@ struct nn_kern {
     int res;                /* bfloat16 kinds: the tensor added to the output (a residual
                                connection: the ADD after it is fused), or -1 */
     int parts;              /* pieces run at once on a thread pool (1: the caller's thread) */
+    struct nn_chain *chain; /* chain: all of it (kern_chain.h) */
 };
 
 int nn_kern_available(void)
@@ -77,11 +81,16 @@ void nn_kern_free(struct nn_kern *k)
     free(k->pre);
     free(k->wb);
     free(k->xb);
+    nn_chain_free(k->chain);
     free(k);
 }
 
 int nn_kern_inputs(const struct nn_kern *k, int in[2])
 {
+    if (k->chain) {
+        in[0] = nn_chain_input(k->chain);
+        return 1;
+    }
     in[0] = k->in;
     if (k->kind != KIND_POINTWISE && k->kind != KIND_CONV_BF16) return 1;
     in[1] = k->res;
@@ -90,6 +99,7 @@ int nn_kern_inputs(const struct nn_kern *k, int in[2])
 
 int nn_kern_outputs(const struct nn_kern *k, int out[2])
 {
+    if (k->chain) return nn_chain_outputs(k->chain, out);
     out[0] = k->out[0], out[1] = k->out[1];
     return k->nout;
 }
@@ -434,6 +444,10 @@ static int claim_bf16(const struct nn_graph *g, const struct nn_shape *shapes, c
 int nn_kern_set_parts(struct nn_kern *k, int parts)
 {
     if (parts < 1) parts = 1;
+    if (k->chain) {
+        int rc = nn_chain_set_parts(k->chain, parts);
+        if (rc) return rc;
+    }
     if (k->kind == KIND_NARROW && parts > k->parts) {
         float *r = nn_alloc_aligned((size_t)parts * 2 * k->OW * 16 * sizeof(float));
         if (!r) return FR_ENOMEM;
@@ -463,7 +477,17 @@ int nn_kern_claim(const struct nn_graph *g, const struct nn_shape *shapes, const
     struct nn_kern *k = calloc(1, sizeof *k);
     if (!k) return FR_ENOMEM;
     k->parts = 1;
-    int rc = nd->op == NN_OP_DEPTHWISE_CONV_2D
+    /* a whole P-Net body first: its first convolution would otherwise go to the narrow kernel */
+    int rc = nd->op == NN_OP_CONV_2D
+                 ? nn_chain_claim(g, shapes, readers, taken, n, &k->chain, nodes, count)
+                 : 0;
+    if (rc > 0) {
+        k->kind = KIND_CHAIN;
+        *out = k;
+        return 1;
+    }
+    if (rc == 0)
+        rc = nd->op == NN_OP_DEPTHWISE_CONV_2D
                  ? claim_depthwise(g, shapes, readers, taken, n, k, nodes, count)
              : nd->op == NN_OP_MAX_POOL_2D
                  ? claim_pool(g, shapes, readers, taken, n, k, nodes, count)
@@ -982,7 +1006,9 @@ static void run_part(const struct run_ctx *c, int part)
 {
     int u0 = (int)((int64_t)c->units * part / c->parts);
     int u1 = (int)((int64_t)c->units * (part + 1) / c->parts);
-    if (c->k->kind == KIND_DEPTHWISE)
+    if (c->k->kind == KIND_CHAIN)
+        nn_chain_run(c->k->chain, c->x, c->y, u0, u1, part);
+    else if (c->k->kind == KIND_DEPTHWISE)
         run_depthwise(c->k, c->x, c->y[0], u0, u1);
     else if (c->k->kind == KIND_POOL)
         run_pool(c->k, c->x, c->y[0], u0, u1);
@@ -1017,7 +1043,8 @@ void nn_kern_run(const struct nn_kern *k, const float *const *xs, float *const *
 {
     const float *x = xs[0], *res = xs[1];
     int rows = k->kind == KIND_NARROW && k->pool ? k->PH : k->OH;
-    int units = k->kind == KIND_POINTWISE || k->kind == KIND_CONV_BF16
+    int units = k->kind == KIND_CHAIN ? nn_chain_rows(k->chain)
+                : k->kind == KIND_POINTWISE || k->kind == KIND_CONV_BF16
                     ? (k->N * k->OH * k->OW + CB_MR - 1) / CB_MR
                     : k->N * rows;
     int parts = pool ? k->parts : 1;

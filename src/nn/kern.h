@@ -26,6 +26,13 @@
  *         is copied into a zero-bordered bfloat16 picture, then blocks of 12 output pixels sum
  *         over taps and channel pairs. Medians in one process: P-Net pyramid 6.15 -> 4.5-5.1
  *         ms, R-Net 0.025 -> 0.016-0.018 ms and O-Net 0.18 -> 0.11-0.12 ms per crop.
+ *   - P-Net's whole body as one chain (kern_chain.h, claimed before the narrow kernel): first
+ *     convolution + PReLU + pool, the 3x3 convolutions with their PReLUs, both heads and the
+ *     sigmoid, row by row with output pixels in the lanes. Before it the 640x480 pyramid took
+ *     6.3 ms on one thread (bench nn), of which 1.6 ms the narrow first layer, 4.1 ms XNNPACK's
+ *     conv2 + conv3, 0.5 ms the narrow heads; with it 4.2 ms (2 threads: 4.4 -> 2.3 ms), the
+ *     3x3 tiles at about the FMA units' peak. The plan is then one kernel (nn_plan_streams) and
+ *     tall levels run whole rather than in bands.
  *
  * A kernel replaces one to four nodes of a graph at one set of shapes; the plan (plan.h) runs it
  * between XNNPACK segments. Kernels use AVX-512 and are offered only on CPUs that have it
@@ -38,7 +45,7 @@
 
 #include "nn/graph.h"
 
-#define NN_KERN_MAX_NODES 4
+#define NN_KERN_MAX_NODES 16
 
 struct nn_kern;
 

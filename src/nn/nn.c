@@ -30,11 +30,13 @@ struct nn_net {
     int ncache, max_cache;
     uint64_t clock;
     int band_stride, band_field; /* geometry along H when bandable, else 0 */
+    int streams;                 /* its plans stream rows themselves (nn_plan_streams): no bands */
     int kernels;                 /* NN_PLAN_* flags for plans */
 };
 
 #define BAND_ROWS 96 /* input rows of a band (48 before P-Net's first layer was fused with its
-                        * pool: its 10-channel full-resolution output no longer exists) */
+                        * pool: its 10-channel full-resolution output no longer exists; with
+                        * AVX-512 P-Net is one kernel that streams rows, and runs whole) */
 
 static void entry_clear(struct entry *e)
 {
@@ -249,7 +251,8 @@ static int run_banded(struct nn_net *net, const float *input, const struct nn_sh
 {
     const struct nn_graph *g = net->g;
     int S = net->band_stride, K = net->band_field, H = shape->d[1];
-    if (!S || net->max_cache < 4 || shape->ndim != 4 || shape->d[0] != 1 || H < 3 * BAND_ROWS)
+    if (!S || net->streams || net->max_cache < 4 || shape->ndim != 4 || shape->d[0] != 1 ||
+        H < 3 * BAND_ROWS)
         return 0;
     int R = (BAND_ROWS - K) / S + 1, rows_in = (R - 1) * S + K;
     struct nn_shape band = {4, {1, rows_in, shape->d[2], shape->d[3]}};
@@ -257,11 +260,20 @@ static int run_banded(struct nn_net *net, const float *input, const struct nn_sh
     int exact = tmp && band_exact(net, &band, tmp);
     free(tmp);
     if (!exact) return 0;
+    /* a band's plan that streams tells that the whole picture's would too (the kernels claim
+     * the same nodes at any size): run whole, from now on */
+    struct entry *mid = NULL, *last = NULL, *w;
+    int rc = lookup(net, &band, 0, &mid, err);
+    if (rc) return rc;
+    mid->last_used = ++net->clock;
+    if (mid->plan && nn_plan_streams(mid->plan)) {
+        net->streams = 1;
+        return 0;
+    }
     /* every entry the run needs, looked up first and marked recent, so that none of the later
      * lookups evicts another (the LRU never takes the most recent entries) */
     int OH = -1, nbands = 0, last_rows = rows_in;
-    struct entry *mid = NULL, *last = NULL, *w;
-    int rc = lookup(net, shape, 1, &w, err);
+    rc = lookup(net, shape, 1, &w, err);
     if (rc) return rc;
     w->last_used = ++net->clock;
     OH = w->shapes[g->outputs[0]].d[1];

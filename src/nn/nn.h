@@ -11,7 +11,8 @@
  * (XNNPACK runtimes, with the engine's own kernels between them where those are faster: see
  * kern.h), built on first use and kept in a small LRU cache. A fully convolutional
  * graph (windows, per-pixel and per-channel ops only) on a tall input runs in horizontal bands
- * whose activations stay in cache, with the same results as in one piece. A net is used by one
+ * whose activations stay in cache, with the same results as in one piece, unless one of the
+ * engine's kernels computes it all, streaming rows itself (P-Net with AVX-512). A net is used by one
  * thread at a time; use one net per worker thread. */
 #ifndef FR_NN_H
 #define FR_NN_H

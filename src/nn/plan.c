@@ -317,6 +317,11 @@ done:
     return 0;
 }
 
+int nn_plan_streams(const struct nn_plan *p)
+{
+    return p->nsteps == 1 && p->steps[0].kern && p->nbufs == 0;
+}
+
 int nn_plan_run(struct nn_plan *p, const float *input, float *const *outs, char err[FR_ERR_LEN])
 {
     for (int s = 0; s < p->nsteps; s++) {

@@ -29,6 +29,11 @@ int nn_plan_build(const struct nn_graph *g, const struct nn_shape *shapes, pthre
 int nn_plan_run(struct nn_plan *p, const float *input, float *const *outs,
                 char err[FR_ERR_LEN]) FR_MUST_USE;
 
+/* 1 when the plan is one of the engine's kernels from the input to the outputs, with no
+ * activation in the plan's buffers: it streams rows through its own small scratch, so running
+ * it in bands would only repeat the rows where bands overlap. */
+int nn_plan_streams(const struct nn_plan *p);
+
 /* NULL does nothing. */
 void nn_plan_free(struct nn_plan *p);
 
