@@ -110,6 +110,33 @@ static void add_row(const struct warp_src *src, int y, int x0, int x1, float w, 
     axpy_black(o + n, w, (size_t)(x1 - in1) * 3);
 }
 
+/* Horizontal pass of one row: o[i] = sum over k < nt of wx[i][k] * acc pixel first[i] + k
+ * (r, g and b at once), outputs ostep floats apart. Every output reads nt taps, those past its
+ * count having weight 0 over finite sums (or zeroed padding), so the sums equal the count-long
+ * ones; a constant nt lets the compiler unroll without a mispredicted branch per output. */
+static inline void hpass(const float *acc, const struct taps *tx, int cx0, int dw, int nt,
+                         float *o, size_t ostep)
+{
+    for (int i = 0; i < dw; i++, o += ostep) {
+        const float *wx = tx->w + (size_t)i * tx->maxtaps;
+        const float *a = acc + (size_t)(tx->first[i] - cx0) * 3;
+#ifdef __SSE2__
+        /* r, g, b (and a lane of the next pixel, unused) at once */
+        __m128 v = _mm_setzero_ps();
+        for (int k = 0; k < nt; k++)
+            v = _mm_add_ps(v, _mm_mul_ps(_mm_set1_ps(wx[k]), _mm_loadu_ps(a + 3 * k)));
+        _mm_storel_pi((__m64 *)o, v);
+        _mm_store_ss(o + 2, _mm_movehl_ps(v, v));
+#else
+        float r = 0, g = 0, b = 0;
+        for (int k = 0; k < nt; k++) {
+            r += wx[k] * a[3 * k], g += wx[k] * a[3 * k + 1], b += wx[k] * a[3 * k + 2];
+        }
+        o[0] = r, o[1] = g, o[2] = b;
+#endif
+    }
+}
+
 int warp_resize(const struct warp_src *src, double x0, double y0, double x1, double y1, int dw,
                 int dh, int transpose, float *dst)
 {
@@ -130,34 +157,28 @@ int warp_resize_pitch(const struct warp_src *src, double x0, double y0, double x
     /* columns the horizontal taps touch */
     int cx0 = tx.first[0], cx1 = tx.first[dw - 1] + tx.count[dw - 1];
     size_t span = (size_t)(cx1 - cx0);
-    float *acc = malloc((span * 3 + 1) * sizeof(float)); /* + 1: 4-lane reads of a pixel */
+    int nt = 0; /* taps the horizontal pass reads for every output (zero weights past a count) */
+    for (int i = 0; i < dw; i++)
+        nt = tx.count[i] > nt ? tx.count[i] : nt;
+    size_t alen = (span + (size_t)nt) * 3 + 1; /* + nt: those reads; + 1: 4-lane reads */
+    float *acc = malloc(alen * sizeof(float));
     int rc = acc ? 0 : FR_ENOMEM;
     size_t ostep = transpose ? (size_t)pitch * 3 : 3; /* between horizontally adjacent outputs */
     for (int j = 0; j < dh && !rc; j++) {
         /* vertical pass: weighted sum of the source rows into acc */
-        memset(acc, 0, (span * 3 + 1) * sizeof(float));
+        memset(acc, 0, alen * sizeof(float));
         const float *wy = ty.w + (size_t)j * ty.maxtaps;
         for (int k = 0; k < ty.count[j]; k++)
             add_row(src, ty.first[j] + k, cx0, cx1, wy[k], acc);
         /* horizontal pass */
         float *o = dst + (transpose ? (size_t)j : (size_t)j * pitch) * 3;
-        for (int i = 0; i < dw; i++, o += ostep) {
-            const float *wx = tx.w + (size_t)i * tx.maxtaps;
-            const float *a = acc + (size_t)(tx.first[i] - cx0) * 3;
-#ifdef __SSE2__
-            /* r, g, b (and a lane of the next pixel, unused) at once */
-            __m128 v = _mm_setzero_ps();
-            for (int k = 0; k < tx.count[i]; k++)
-                v = _mm_add_ps(v, _mm_mul_ps(_mm_set1_ps(wx[k]), _mm_loadu_ps(a + 3 * k)));
-            _mm_storel_pi((__m64 *)o, v);
-            _mm_store_ss(o + 2, _mm_movehl_ps(v, v));
-#else
-            float r = 0, g = 0, b = 0;
-            for (int k = 0; k < tx.count[i]; k++) {
-                r += wx[k] * a[3 * k], g += wx[k] * a[3 * k + 1], b += wx[k] * a[3 * k + 2];
-            }
-            o[0] = r, o[1] = g, o[2] = b;
-#endif
+        switch (nt) { /* a constant tap count: unrolled, no branch per tap */
+        case 2: hpass(acc, &tx, cx0, dw, 2, o, ostep); break;
+        case 3: hpass(acc, &tx, cx0, dw, 3, o, ostep); break;
+        case 4: hpass(acc, &tx, cx0, dw, 4, o, ostep); break;
+        case 5: hpass(acc, &tx, cx0, dw, 5, o, ostep); break;
+        case 6: hpass(acc, &tx, cx0, dw, 6, o, ostep); break;
+        default: hpass(acc, &tx, cx0, dw, nt, o, ostep); break;
         }
     }
     free(acc);
