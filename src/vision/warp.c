@@ -32,6 +32,15 @@ static void taps_free(struct taps *t)
     free(t->first);
     free(t->count);
     free(t->w);
+    t->first = t->count = NULL, t->w = NULL; /* taps_make's failure path frees, then its caller */
+}
+
+/* (int)floor(v) for |v| < 2^31 without a libm call (the baseline x86-64 has no rounding
+ * instruction; crops make hundreds of taps per photo). */
+static inline int floor_int(double v)
+{
+    int i = (int)v; /* truncates toward zero */
+    return v < i ? i - 1 : i;
 }
 
 static int taps_make(struct taps *t, double a, double b, int d)
@@ -49,17 +58,17 @@ static int taps_make(struct taps *t, double a, double b, int d)
         float *w = t->w + (size_t)i * t->maxtaps;
         if (s <= 1.0) { /* bilinear at the destination pixel's centre */
             double c = a + (i + 0.5) * s - 0.5;
-            double f = floor(c);
+            double f = floor_int(c);
             t->first[i] = (int)f;
             t->count[i] = 2;
             w[0] = (float)(1.0 - (c - f));
             w[1] = (float)(c - f);
         } else { /* average of the covered interval [lo, hi) */
             double lo = a + i * s, hi = lo + s;
-            int first = (int)floor(lo), n = 0;
+            int first = floor_int(lo), n = 0;
             for (int k = first; k < hi && n < t->maxtaps; k++, n++) {
-                double cover = fmin(hi, k + 1.0) - fmax(lo, (double)k);
-                w[n] = (float)(cover / s);
+                double end = hi < k + 1.0 ? hi : k + 1.0, start = lo > k ? lo : (double)k;
+                w[n] = (float)((end - start) / s);
             }
             t->first[i] = first;
             t->count[i] = n;
@@ -110,6 +119,81 @@ static void add_row(const struct warp_src *src, int y, int x0, int x1, float w, 
     axpy_black(o + n, w, (size_t)(x1 - in1) * 3);
 }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#define HAVE_VSUM 1
+#define VSUM_MAX 8 /* source rows one fused vertical pass takes */
+#define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl")))
+
+static int vsum_usable(void)
+{
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl");
+}
+
+static inline __mmask16 tail_mask(size_t left)
+{
+    return left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
+}
+
+/* The vertical pass in one sweep when every row lies inside the source: acc[i] = sum over
+ * k < count of w[k] * rows[k][i], summed from 0 in k order with separate multiply and add,
+ * exactly the sums memset + add_row make (one write of acc instead of count + 1). */
+AVX512 static void vsum_f32(float *acc, const float *const *rows, const float *w, int count,
+                            size_t n)
+{
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) { /* two vectors per broadcast weight */
+        __m512 v0 = _mm512_setzero_ps(), v1 = _mm512_setzero_ps();
+        for (int k = 0; k < count; k++) {
+            __m512 wk = _mm512_set1_ps(w[k]);
+            v0 = _mm512_add_ps(v0, _mm512_mul_ps(wk, _mm512_loadu_ps(rows[k] + i)));
+            v1 = _mm512_add_ps(v1, _mm512_mul_ps(wk, _mm512_loadu_ps(rows[k] + i + 16)));
+        }
+        _mm512_storeu_ps(acc + i, v0);
+        _mm512_storeu_ps(acc + i + 16, v1);
+    }
+    for (; i < n; i += 16) {
+        __mmask16 m = tail_mask(n - i);
+        __m512 v = _mm512_setzero_ps();
+        for (int k = 0; k < count; k++)
+            v = _mm512_add_ps(v, _mm512_mul_ps(_mm512_set1_ps(w[k]),
+                                               _mm512_maskz_loadu_ps(m, rows[k] + i)));
+        _mm512_mask_storeu_ps(acc + i, m, v);
+    }
+}
+
+/* u8 -> normalised float, 16 values (m: which are read) */
+AVX512 static inline __m512 norm16(const uint8_t *p, __mmask16 m)
+{
+    __m512 f = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, p)));
+    return _mm512_mul_ps(_mm512_sub_ps(f, _mm512_set1_ps(127.5f)), _mm512_set1_ps(0.0078125f));
+}
+
+/* As vsum_f32 over u8 rows, each value normalised as NORM does. */
+AVX512 static void vsum_u8(float *acc, const uint8_t *const *rows, const float *w, int count,
+                           size_t n)
+{
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m512 v0 = _mm512_setzero_ps(), v1 = _mm512_setzero_ps();
+        for (int k = 0; k < count; k++) {
+            __m512 wk = _mm512_set1_ps(w[k]);
+            v0 = _mm512_add_ps(v0, _mm512_mul_ps(wk, norm16(rows[k] + i, 0xffff)));
+            v1 = _mm512_add_ps(v1, _mm512_mul_ps(wk, norm16(rows[k] + i + 16, 0xffff)));
+        }
+        _mm512_storeu_ps(acc + i, v0);
+        _mm512_storeu_ps(acc + i + 16, v1);
+    }
+    for (; i < n; i += 16) {
+        __mmask16 m = tail_mask(n - i);
+        __m512 v = _mm512_setzero_ps();
+        for (int k = 0; k < count; k++)
+            v = _mm512_add_ps(v, _mm512_mul_ps(_mm512_set1_ps(w[k]), norm16(rows[k] + i, m)));
+        _mm512_mask_storeu_ps(acc + i, m, v);
+    }
+}
+#endif
+
 /* Horizontal pass of one row: o[i] = sum over k < nt of wx[i][k] * acc pixel first[i] + k
  * (r, g and b at once), outputs ostep floats apart. Every output reads nt taps, those past its
  * count having weight 0 over finite sums (or zeroed padding), so the sums equal the count-long
@@ -149,6 +233,9 @@ int warp_resize_pitch(const struct warp_src *src, double x0, double y0, double x
     if (dw <= 0 || dh <= 0 || !(x1 > x0) || !(y1 > y0) || src->w <= 0 || src->h <= 0 ||
         pitch < (transpose ? dh : dw))
         return FR_EINVAL;
+    if (!(fabs(x0) < WARP_MAX_COORD && fabs(x1) < WARP_MAX_COORD && fabs(y0) < WARP_MAX_COORD &&
+          fabs(y1) < WARP_MAX_COORD))
+        return FR_EINVAL; /* taps index source pixels with ints */
     struct taps tx = {0}, ty = {0};
     if (taps_make(&tx, x0, x1, dw) || taps_make(&ty, y0, y1, dh)) {
         taps_free(&tx);
@@ -163,13 +250,31 @@ int warp_resize_pitch(const struct warp_src *src, double x0, double y0, double x
     size_t alen = (span + (size_t)nt) * 3 + 1; /* + nt: those reads; + 1: 4-lane reads */
     float *acc = malloc(alen * sizeof(float));
     int rc = acc ? 0 : FR_ENOMEM;
+    if (acc) memset(acc, 0, alen * sizeof(float)); /* the padding stays zero */
+#ifdef HAVE_VSUM
+    int fast = cx0 >= 0 && cx1 <= src->w && vsum_usable(); /* columns inside: fused rows */
+#endif
     size_t ostep = transpose ? (size_t)pitch * 3 : 3; /* between horizontally adjacent outputs */
     for (int j = 0; j < dh && !rc; j++) {
         /* vertical pass: weighted sum of the source rows into acc */
-        memset(acc, 0, alen * sizeof(float));
         const float *wy = ty.w + (size_t)j * ty.maxtaps;
-        for (int k = 0; k < ty.count[j]; k++)
-            add_row(src, ty.first[j] + k, cx0, cx1, wy[k], acc);
+        int fy = ty.first[j], cy = ty.count[j];
+#ifdef HAVE_VSUM
+        if (fast && fy >= 0 && fy + cy <= src->h && cy <= VSUM_MAX) {
+            const void *rows[VSUM_MAX];
+            size_t bpp = src->u8 ? 3 : 3 * sizeof(float);
+            const char *base = src->u8 ? (const char *)src->u8 : (const char *)src->f32;
+            for (int k = 0; k < cy; k++)
+                rows[k] = base + ((size_t)(fy + k) * src->w + cx0) * bpp;
+            if (src->u8) vsum_u8(acc, (const uint8_t *const *)rows, wy, cy, span * 3);
+            else vsum_f32(acc, (const float *const *)rows, wy, cy, span * 3);
+        } else
+#endif
+        {
+            memset(acc, 0, alen * sizeof(float));
+            for (int k = 0; k < cy; k++)
+                add_row(src, fy + k, cx0, cx1, wy[k], acc);
+        }
         /* horizontal pass */
         float *o = dst + (transpose ? (size_t)j : (size_t)j * pitch) * 3;
         switch (nt) { /* a constant tap count: unrolled, no branch per tap */
