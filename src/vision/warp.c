@@ -137,7 +137,11 @@ static inline __mmask16 tail_mask(size_t left)
 
 /* The vertical pass in one sweep when every row lies inside the source: acc[i] = sum over
  * k < count of w[k] * rows[k][i], summed from 0 in k order with separate multiply and add,
- * exactly the sums memset + add_row make (one write of acc instead of count + 1). */
+ * exactly the sums memset + add_row make (one write of acc instead of count + 1). With taps
+ * made without libm calls, minimums of alternated runs here: a 24x24 crop 3.6 -> 2.1 us, 48x48
+ * 10 -> 6.7 us, a 0.709 pyramid step of a 300x400 float level 0.16 -> 0.12 ms. Tried and
+ * dropped: taps on the stack instead of malloc (no gain), four outputs per vector in the
+ * horizontal pass (128-bit inserts: 2.1 -> 2.5 us per crop on this Zen 4). */
 AVX512 static void vsum_f32(float *acc, const float *const *rows, const float *w, int count,
                             size_t n)
 {
