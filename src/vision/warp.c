@@ -32,6 +32,15 @@ static void taps_free(struct taps *t)
     free(t->first);
     free(t->count);
     free(t->w);
+    t->first = t->count = NULL, t->w = NULL; /* taps_make's failure path frees, then its caller */
+}
+
+/* (int)floor(v) for |v| < 2^31 without a libm call (the baseline x86-64 has no rounding
+ * instruction; crops make hundreds of taps per photo). */
+static inline int floor_int(double v)
+{
+    int i = (int)v; /* truncates toward zero */
+    return v < i ? i - 1 : i;
 }
 
 static int taps_make(struct taps *t, double a, double b, int d)
@@ -49,17 +58,17 @@ static int taps_make(struct taps *t, double a, double b, int d)
         float *w = t->w + (size_t)i * t->maxtaps;
         if (s <= 1.0) { /* bilinear at the destination pixel's centre */
             double c = a + (i + 0.5) * s - 0.5;
-            double f = floor(c);
+            double f = floor_int(c);
             t->first[i] = (int)f;
             t->count[i] = 2;
             w[0] = (float)(1.0 - (c - f));
             w[1] = (float)(c - f);
         } else { /* average of the covered interval [lo, hi) */
             double lo = a + i * s, hi = lo + s;
-            int first = (int)floor(lo), n = 0;
+            int first = floor_int(lo), n = 0;
             for (int k = first; k < hi && n < t->maxtaps; k++, n++) {
-                double cover = fmin(hi, k + 1.0) - fmax(lo, (double)k);
-                w[n] = (float)(cover / s);
+                double end = hi < k + 1.0 ? hi : k + 1.0, start = lo > k ? lo : (double)k;
+                w[n] = (float)((end - start) / s);
             }
             t->first[i] = first;
             t->count[i] = n;
@@ -110,6 +119,112 @@ static void add_row(const struct warp_src *src, int y, int x0, int x1, float w, 
     axpy_black(o + n, w, (size_t)(x1 - in1) * 3);
 }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#define HAVE_VSUM 1
+#define VSUM_MAX 8 /* source rows one fused vertical pass takes */
+#define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl")))
+
+static int vsum_usable(void)
+{
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl");
+}
+
+static inline __mmask16 tail_mask(size_t left)
+{
+    return left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
+}
+
+/* The vertical pass in one sweep when every row lies inside the source: acc[i] = sum over
+ * k < count of w[k] * rows[k][i], summed from 0 in k order with separate multiply and add,
+ * exactly the sums memset + add_row make (one write of acc instead of count + 1). With taps
+ * made without libm calls, minimums of alternated runs here: a 24x24 crop 3.6 -> 2.1 us, 48x48
+ * 10 -> 6.7 us, a 0.709 pyramid step of a 300x400 float level 0.16 -> 0.12 ms. Tried and
+ * dropped: taps on the stack instead of malloc (no gain), four outputs per vector in the
+ * horizontal pass (128-bit inserts: 2.1 -> 2.5 us per crop on this Zen 4). */
+AVX512 static void vsum_f32(float *acc, const float *const *rows, const float *w, int count,
+                            size_t n)
+{
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) { /* two vectors per broadcast weight */
+        __m512 v0 = _mm512_setzero_ps(), v1 = _mm512_setzero_ps();
+        for (int k = 0; k < count; k++) {
+            __m512 wk = _mm512_set1_ps(w[k]);
+            v0 = _mm512_add_ps(v0, _mm512_mul_ps(wk, _mm512_loadu_ps(rows[k] + i)));
+            v1 = _mm512_add_ps(v1, _mm512_mul_ps(wk, _mm512_loadu_ps(rows[k] + i + 16)));
+        }
+        _mm512_storeu_ps(acc + i, v0);
+        _mm512_storeu_ps(acc + i + 16, v1);
+    }
+    for (; i < n; i += 16) {
+        __mmask16 m = tail_mask(n - i);
+        __m512 v = _mm512_setzero_ps();
+        for (int k = 0; k < count; k++)
+            v = _mm512_add_ps(v, _mm512_mul_ps(_mm512_set1_ps(w[k]),
+                                               _mm512_maskz_loadu_ps(m, rows[k] + i)));
+        _mm512_mask_storeu_ps(acc + i, m, v);
+    }
+}
+
+/* u8 -> normalised float, 16 values (m: which are read) */
+AVX512 static inline __m512 norm16(const uint8_t *p, __mmask16 m)
+{
+    __m512 f = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, p)));
+    return _mm512_mul_ps(_mm512_sub_ps(f, _mm512_set1_ps(127.5f)), _mm512_set1_ps(0.0078125f));
+}
+
+/* As vsum_f32 over u8 rows, each value normalised as NORM does. */
+AVX512 static void vsum_u8(float *acc, const uint8_t *const *rows, const float *w, int count,
+                           size_t n)
+{
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m512 v0 = _mm512_setzero_ps(), v1 = _mm512_setzero_ps();
+        for (int k = 0; k < count; k++) {
+            __m512 wk = _mm512_set1_ps(w[k]);
+            v0 = _mm512_add_ps(v0, _mm512_mul_ps(wk, norm16(rows[k] + i, 0xffff)));
+            v1 = _mm512_add_ps(v1, _mm512_mul_ps(wk, norm16(rows[k] + i + 16, 0xffff)));
+        }
+        _mm512_storeu_ps(acc + i, v0);
+        _mm512_storeu_ps(acc + i + 16, v1);
+    }
+    for (; i < n; i += 16) {
+        __mmask16 m = tail_mask(n - i);
+        __m512 v = _mm512_setzero_ps();
+        for (int k = 0; k < count; k++)
+            v = _mm512_add_ps(v, _mm512_mul_ps(_mm512_set1_ps(w[k]), norm16(rows[k] + i, m)));
+        _mm512_mask_storeu_ps(acc + i, m, v);
+    }
+}
+#endif
+
+/* Horizontal pass of one row: o[i] = sum over k < nt of wx[i][k] * acc pixel first[i] + k
+ * (r, g and b at once), outputs ostep floats apart. Every output reads nt taps, those past its
+ * count having weight 0 over finite sums (or zeroed padding), so the sums equal the count-long
+ * ones; a constant nt lets the compiler unroll without a mispredicted branch per output. */
+static inline void hpass(const float *acc, const struct taps *tx, int cx0, int dw, int nt,
+                         float *o, size_t ostep)
+{
+    for (int i = 0; i < dw; i++, o += ostep) {
+        const float *wx = tx->w + (size_t)i * tx->maxtaps;
+        const float *a = acc + (size_t)(tx->first[i] - cx0) * 3;
+#ifdef __SSE2__
+        /* r, g, b (and a lane of the next pixel, unused) at once */
+        __m128 v = _mm_setzero_ps();
+        for (int k = 0; k < nt; k++)
+            v = _mm_add_ps(v, _mm_mul_ps(_mm_set1_ps(wx[k]), _mm_loadu_ps(a + 3 * k)));
+        _mm_storel_pi((__m64 *)o, v);
+        _mm_store_ss(o + 2, _mm_movehl_ps(v, v));
+#else
+        float r = 0, g = 0, b = 0;
+        for (int k = 0; k < nt; k++) {
+            r += wx[k] * a[3 * k], g += wx[k] * a[3 * k + 1], b += wx[k] * a[3 * k + 2];
+        }
+        o[0] = r, o[1] = g, o[2] = b;
+#endif
+    }
+}
+
 int warp_resize(const struct warp_src *src, double x0, double y0, double x1, double y1, int dw,
                 int dh, int transpose, float *dst)
 {
@@ -122,6 +237,9 @@ int warp_resize_pitch(const struct warp_src *src, double x0, double y0, double x
     if (dw <= 0 || dh <= 0 || !(x1 > x0) || !(y1 > y0) || src->w <= 0 || src->h <= 0 ||
         pitch < (transpose ? dh : dw))
         return FR_EINVAL;
+    if (!(fabs(x0) < WARP_MAX_COORD && fabs(x1) < WARP_MAX_COORD && fabs(y0) < WARP_MAX_COORD &&
+          fabs(y1) < WARP_MAX_COORD))
+        return FR_EINVAL; /* taps index source pixels with ints */
     struct taps tx = {0}, ty = {0};
     if (taps_make(&tx, x0, x1, dw) || taps_make(&ty, y0, y1, dh)) {
         taps_free(&tx);
@@ -130,34 +248,46 @@ int warp_resize_pitch(const struct warp_src *src, double x0, double y0, double x
     /* columns the horizontal taps touch */
     int cx0 = tx.first[0], cx1 = tx.first[dw - 1] + tx.count[dw - 1];
     size_t span = (size_t)(cx1 - cx0);
-    float *acc = malloc((span * 3 + 1) * sizeof(float)); /* + 1: 4-lane reads of a pixel */
+    int nt = 0; /* taps the horizontal pass reads for every output (zero weights past a count) */
+    for (int i = 0; i < dw; i++)
+        nt = tx.count[i] > nt ? tx.count[i] : nt;
+    size_t alen = (span + (size_t)nt) * 3 + 1; /* + nt: those reads; + 1: 4-lane reads */
+    float *acc = malloc(alen * sizeof(float));
     int rc = acc ? 0 : FR_ENOMEM;
+    if (acc) memset(acc, 0, alen * sizeof(float)); /* the padding stays zero */
+#ifdef HAVE_VSUM
+    int fast = cx0 >= 0 && cx1 <= src->w && vsum_usable(); /* columns inside: fused rows */
+#endif
     size_t ostep = transpose ? (size_t)pitch * 3 : 3; /* between horizontally adjacent outputs */
     for (int j = 0; j < dh && !rc; j++) {
         /* vertical pass: weighted sum of the source rows into acc */
-        memset(acc, 0, (span * 3 + 1) * sizeof(float));
         const float *wy = ty.w + (size_t)j * ty.maxtaps;
-        for (int k = 0; k < ty.count[j]; k++)
-            add_row(src, ty.first[j] + k, cx0, cx1, wy[k], acc);
+        int fy = ty.first[j], cy = ty.count[j];
+#ifdef HAVE_VSUM
+        if (fast && fy >= 0 && fy + cy <= src->h && cy <= VSUM_MAX) {
+            const void *rows[VSUM_MAX];
+            size_t bpp = src->u8 ? 3 : 3 * sizeof(float);
+            const char *base = src->u8 ? (const char *)src->u8 : (const char *)src->f32;
+            for (int k = 0; k < cy; k++)
+                rows[k] = base + ((size_t)(fy + k) * src->w + cx0) * bpp;
+            if (src->u8) vsum_u8(acc, (const uint8_t *const *)rows, wy, cy, span * 3);
+            else vsum_f32(acc, (const float *const *)rows, wy, cy, span * 3);
+        } else
+#endif
+        {
+            memset(acc, 0, alen * sizeof(float));
+            for (int k = 0; k < cy; k++)
+                add_row(src, fy + k, cx0, cx1, wy[k], acc);
+        }
         /* horizontal pass */
         float *o = dst + (transpose ? (size_t)j : (size_t)j * pitch) * 3;
-        for (int i = 0; i < dw; i++, o += ostep) {
-            const float *wx = tx.w + (size_t)i * tx.maxtaps;
-            const float *a = acc + (size_t)(tx.first[i] - cx0) * 3;
-#ifdef __SSE2__
-            /* r, g, b (and a lane of the next pixel, unused) at once */
-            __m128 v = _mm_setzero_ps();
-            for (int k = 0; k < tx.count[i]; k++)
-                v = _mm_add_ps(v, _mm_mul_ps(_mm_set1_ps(wx[k]), _mm_loadu_ps(a + 3 * k)));
-            _mm_storel_pi((__m64 *)o, v);
-            _mm_store_ss(o + 2, _mm_movehl_ps(v, v));
-#else
-            float r = 0, g = 0, b = 0;
-            for (int k = 0; k < tx.count[i]; k++) {
-                r += wx[k] * a[3 * k], g += wx[k] * a[3 * k + 1], b += wx[k] * a[3 * k + 2];
-            }
-            o[0] = r, o[1] = g, o[2] = b;
-#endif
+        switch (nt) { /* a constant tap count: unrolled, no branch per tap */
+        case 2: hpass(acc, &tx, cx0, dw, 2, o, ostep); break;
+        case 3: hpass(acc, &tx, cx0, dw, 3, o, ostep); break;
+        case 4: hpass(acc, &tx, cx0, dw, 4, o, ostep); break;
+        case 5: hpass(acc, &tx, cx0, dw, 5, o, ostep); break;
+        case 6: hpass(acc, &tx, cx0, dw, 6, o, ostep); break;
+        default: hpass(acc, &tx, cx0, dw, nt, o, ostep); break;
         }
     }
     free(acc);

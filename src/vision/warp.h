@@ -25,7 +25,8 @@ struct warp_src warp_src_image(const struct image *img);
 /* Resamples the source rectangle [x0, x1) x [y0, y1) (in source pixels; may extend past the
  * edges) to dw x dh, writing normalised floats to dst (dw * dh * 3; transposed if asked).
  * Shrinking averages the covered area, enlarging interpolates bilinearly. Returns 0, FR_EINVAL
- * for an empty rectangle or size, FR_ENOMEM. */
+ * for an empty rectangle or size or a coordinate past +-WARP_MAX_COORD, FR_ENOMEM. */
+#define WARP_MAX_COORD 1e8
 int warp_resize(const struct warp_src *src, double x0, double y0, double x1, double y1, int dw,
                 int dh, int transpose, float *dst) FR_MUST_USE;
 
