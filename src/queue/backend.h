@@ -13,6 +13,8 @@ struct queue_ops {
     int (*retry)(void *impl, const char *receipt, int delay_s, char *err);
     int (*dead_letter)(void *impl, const struct queue_msg *m, char *err);
     int (*counts)(void *impl, struct queue_counts *counts, char *err);
+    /* optional: returns within timeout_ms, early on a change; NULL: queue.c sleeps */
+    void (*wait_change)(void *impl, int timeout_ms);
     void (*close)(void *impl);
 };
 

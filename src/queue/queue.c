@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "queue/backend.h"
 
@@ -111,6 +112,17 @@ int queue_retry(struct queue *q, const char *receipt, int delay_s, char err[FR_E
 int queue_dead_letter(struct queue *q, const struct queue_msg *m, char err[FR_ERR_LEN])
 {
     return q->ops->dead_letter(q->impl, m, err);
+}
+
+void queue_wait_change(struct queue *q, int timeout_ms)
+{
+    if (timeout_ms <= 0) return;
+    if (q->ops->wait_change) {
+        q->ops->wait_change(q->impl, timeout_ms);
+        return;
+    }
+    struct timespec ts = {timeout_ms / 1000, (timeout_ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
 }
 
 int queue_counts(struct queue *q, struct queue_counts *counts, char err[FR_ERR_LEN])

@@ -65,6 +65,11 @@ int queue_retry(struct queue *q, const char *receipt, int delay_s,
 int queue_dead_letter(struct queue *q, const struct queue_msg *m,
                       char err[FR_ERR_LEN]) FR_MUST_USE;
 
+/* Sleeps up to timeout_ms, returning early when the queue may have changed (a message sent by any
+ * process), so that the autoscaler sees the first job of a burst at once. On SQS, which cannot
+ * tell, it just sleeps. */
+void queue_wait_change(struct queue *q, int timeout_ms);
+
 /* Approximate counts, for /health, metrics and the autoscaler. */
 int queue_counts(struct queue *q, struct queue_counts *counts, char err[FR_ERR_LEN]) FR_MUST_USE;
 

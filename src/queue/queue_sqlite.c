@@ -225,6 +225,23 @@ static int sq_counts(void *impl, struct queue_counts *c, char *err)
     return rc == SQLITE_ROW ? 0 : db_fail(q, "counts", err);
 }
 
+/* Any write to the database goes to the WAL file in DATA_DIR, which inotify reports. */
+static void sq_wait_change(void *impl, int timeout_ms)
+{
+    struct sq *q = impl;
+    if (q->notify < 0) {
+        struct timespec ts = {timeout_ms / 1000, (timeout_ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+        return;
+    }
+    /* events left from before this wait also count: they may be newer than the caller's look */
+    struct pollfd p = {q->notify, POLLIN, 0};
+    if (poll(&p, 1, timeout_ms) > 0) {
+        char events[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+        while (read(q->notify, events, sizeof events) > 0) {}
+    }
+}
+
 static void sq_close(void *impl)
 {
     struct sq *q = impl;
@@ -236,8 +253,8 @@ static void sq_close(void *impl)
     free(q);
 }
 
-static const struct queue_ops sq_ops = {sq_send,  sq_send_batch,  sq_receive, sq_del,
-                                        sq_retry, sq_dead_letter, sq_counts,  sq_close};
+static const struct queue_ops sq_ops = {sq_send,  sq_send_batch,  sq_receive, sq_del,         sq_retry,
+                                        sq_dead_letter, sq_counts, sq_wait_change, sq_close};
 
 int queue_sqlite_open(const struct config *c, const struct queue_ops **ops, void **impl,
                       char err[FR_ERR_LEN])

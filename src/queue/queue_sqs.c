@@ -223,7 +223,8 @@ static void sqs_close(void *impl)
 }
 
 static const struct queue_ops sqs_ops = {sqs_send,  sqs_send_batch,  sqs_receive, sqs_del,
-                                         sqs_retry, sqs_dead_letter, sqs_counts,  sqs_close};
+                                         sqs_retry, sqs_dead_letter, sqs_counts,  NULL,
+                                         sqs_close};
 
 int queue_sqs_open(const struct config *c, const struct queue_ops **ops, void **impl,
                    char err[FR_ERR_LEN])
