@@ -25,13 +25,14 @@
 /* Threads that serve the connections. A waiting upload holds no thread (it is suspended until
  * its result comes, see waits.h), so a few suffice; more than the cores so that a thread
  * blocked on an fsync, an S3 request or an enrolment does not hold up the others. */
-#define API_THREADS 8
+#define API_THREADS 32
 #define HEADER_MEMORY (32 * 1024) /* per connection: request line and headers must fit */
 #define CLIENT_TIMEOUT_S 15       /* idle time allowed on a connection (slow clients) */
 #define RESULT_MAX ((size_t)16 << 20)
 #define ENROL_MAX_PHOTOS 20
 
-/* A store and a queue handle, used by one request at a time. */
+/* A store and a queue handle, used by one request at a time. The queue is opened when first
+ * needed (/health, /metrics): uploads send through the api's queue_sender. */
 struct handles {
     struct store *store;
     struct queue *queue;
@@ -98,12 +99,17 @@ static struct handles *handles_get(struct api *a, char *err)
         fr_fail(err, FR_ENOMEM, "out of memory");
         return NULL;
     }
-    if (store_open(&a->cfg, &h->store, err) || queue_open(&a->cfg, &h->queue, err)) {
-        store_close(h->store);
+    if (store_open(&a->cfg, &h->store, err)) {
         free(h);
         return NULL;
     }
     return h;
+}
+
+/* The handle's queue, opened on first use; 0 or queue_open's error. */
+static int handles_queue(struct api *a, struct handles *h, char *err)
+{
+    return h->queue ? 0 : queue_open(&a->cfg, &h->queue, err);
 }
 
 static void handles_put(struct api *a, struct handles *h)
@@ -404,7 +410,8 @@ static enum MHD_Result do_health(struct api *a, struct MHD_Connection *c)
     struct queue_counts qc;
     int rc = store_check(h->store, err);
     if (rc) snprintf(msg, sizeof msg, "object store: %s", err);
-    else if ((rc = queue_counts(h->queue, &qc, err)) != 0) snprintf(msg, sizeof msg, "queue: %s", err);
+    else if ((rc = handles_queue(a, h, err)) != 0 || (rc = queue_counts(h->queue, &qc, err)) != 0)
+        snprintf(msg, sizeof msg, "queue: %s", err);
     handles_put(a, h);
     if (rc) return send_error(c, 503, msg);
     char body[256];
@@ -421,7 +428,7 @@ static enum MHD_Result do_metrics(struct api *a, struct MHD_Connection *c)
     long q[4] = {-1, -1, -1, -1}; /* left out when the queue cannot be read */
     struct handles *h = handles_get(a, err);
     struct queue_counts qc;
-    if (h && queue_counts(h->queue, &qc, err) == 0) {
+    if (h && handles_queue(a, h, err) == 0 && queue_counts(h->queue, &qc, err) == 0) {
         q[0] = qc.waiting, q[1] = qc.in_flight, q[2] = qc.delayed, q[3] = qc.dead;
     }
     handles_put(a, h);
@@ -739,7 +746,8 @@ int api_start(const struct config *c, struct api **out, char err[FR_ERR_LEN])
     }
     pthread_mutex_init(&a->lock, NULL);
     pthread_mutex_init(&a->enrol_lock, NULL);
-    /* fail early when the backends are unreachable; one handle per thread, opened now */
+    /* fail early when the backends are unreachable (the sender opens the queue); a store handle
+     * per thread, opened now */
     struct handles *hs[API_THREADS] = {0};
     int rc = 0;
     for (int i = 0; i < API_THREADS && !rc; i++)
