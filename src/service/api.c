@@ -646,12 +646,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             buf_init(&rq->file, cap);
             const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
             size_t limit = rq->route == R_ENROL ? cap * 4 : cap;
-            if (cl && strtoull(cl, NULL, 10) > limit + 65536) {
+            unsigned long long length = cl ? strtoull(cl, NULL, 10) : 0;
+            if (length > limit + 65536) {
                 rq->answered = 1;
                 char msg[96];
                 snprintf(msg, sizeof msg, "upload over the limit of %d MB", a->cfg.max_file_mb);
                 return send_error(c, 400, msg);
             }
+            /* the photo is most of the body: room for it now, not by doubling and copying */
+            if (rq->route == R_UPLOAD && length > 0)
+                (void)buf_reserve(&rq->file, length < cap ? (size_t)length : cap);
             rq->pp = MHD_create_post_processor(c, 64 * 1024, on_field, rq);
             if (!rq->pp) {
                 rq->answered = 1;
