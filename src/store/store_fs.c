@@ -51,14 +51,17 @@ static int fs_put(void *impl, const char *bucket, const char *key, const void *d
     char dir[CONFIG_STR_MAX + 96], path[CONFIG_STR_MAX + 96 + STORE_KEY_MAX + 2],
         tmp[sizeof path + 32];
     if (bucket_dir(f, bucket, dir, sizeof dir)) return fr_fail(err, FR_EINVAL, "path too long");
-    int rc = mkdir_p(dir, err);
-    if (rc) return rc;
+    int rc = 0;
     snprintf(path, sizeof path, "%s/%s", dir, key);
     /* the temp name is hidden (leading '.') and unique per process and call */
     static unsigned counter;
     snprintf(tmp, sizeof tmp, "%s/.tmp.%ld.%u", dir, (long)getpid(),
              __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED));
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0 && errno == ENOENT) { /* a bucket other than the two made at open, or removed */
+        if ((rc = mkdir_p(dir, err)) != 0) return rc;
+        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    }
     if (fd < 0) return fr_fail(err, FR_EIO, "create %s: %s", tmp, strerror(errno));
     const char *p = data;
     size_t left = len;
