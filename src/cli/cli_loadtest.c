@@ -11,15 +11,18 @@
  * writes the same as JSON.
  *
  * It shares the machine with the service it measures, so it is made cheap: one thread drives
- * every connection (libcurl's multi interface), connections are kept alive and reused, and each
- * image's multipart body is built once and sent from memory by every request. */
+ * every connection (libcurl's multi-socket interface on epoll: a wake-up costs the sockets that
+ * are ready, not all the open ones), connections are kept alive and reused, and each image's
+ * multipart body is built once and sent from memory by every request. */
 #include <curl/curl.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "util/buf.h"
@@ -64,6 +67,8 @@ struct run {
     struct outcome *out;
     struct req *req;
     CURLM *multi;
+    int epfd;         /* the sockets libcurl asks to watch (CURLMOPT_SOCKETFUNCTION) */
+    double curl_due;  /* when libcurl wants its timeout action (now_ms), or < 0 */
     struct curl_slist *form_headers;
     struct xfer *free_x; /* idle handles, their connections kept alive */
     int next, settled, uploading, busy; /* busy: requests started and not settled */
@@ -227,6 +232,41 @@ static void finished(struct run *r, struct xfer *x, CURLcode res)
     r->free_x = x;
 }
 
+static int on_socket(CURL *h, curl_socket_t fd, int what, void *arg, void *sockp)
+{
+    (void)h, (void)sockp;
+    struct run *r = arg;
+    if (what == CURL_POLL_REMOVE) {
+        epoll_ctl(r->epfd, EPOLL_CTL_DEL, fd, NULL);
+        return 0;
+    }
+    struct epoll_event ev = {0};
+    ev.events = (what & CURL_POLL_IN ? EPOLLIN : 0) | (what & CURL_POLL_OUT ? EPOLLOUT : 0);
+    ev.data.fd = fd;
+    if (epoll_ctl(r->epfd, EPOLL_CTL_MOD, fd, &ev) != 0) epoll_ctl(r->epfd, EPOLL_CTL_ADD, fd, &ev);
+    return 0;
+}
+
+static int on_timer(CURLM *m, long ms, void *arg)
+{
+    (void)m;
+    struct run *r = arg;
+    r->curl_due = ms < 0 ? -1 : now_ms() + (double)ms;
+    return 0;
+}
+
+static void read_done(struct run *r)
+{
+    CURLMsg *m;
+    int left;
+    while ((m = curl_multi_info_read(r->multi, &left)))
+        if (m->msg == CURLMSG_DONE) {
+            struct xfer *x;
+            curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&x);
+            finished(r, x, m->data.result);
+        }
+}
+
 /* Runs every request to its outcome. */
 static void drive(struct run *r)
 {
@@ -263,21 +303,23 @@ static void drive(struct run *r)
         }
         if (r->nheap > 0 && r->req[r->heap[0]].next < wake) wake = r->req[r->heap[0]].next;
         int running;
-        curl_multi_perform(r->multi, &running);
-        CURLMsg *m;
-        int left;
-        while ((m = curl_multi_info_read(r->multi, &left)))
-            if (m->msg == CURLMSG_DONE) {
-                struct xfer *x;
-                curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&x);
-                finished(r, x, m->data.result);
-            }
+        if (r->curl_due >= 0 && r->curl_due <= now_ms()) {
+            r->curl_due = -1;
+            curl_multi_socket_action(r->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+        }
+        read_done(r);
         if (r->settled >= r->requests) break;
-        long curl_ms = -1;
-        curl_multi_timeout(r->multi, &curl_ms);
         double wait = wake - now_ms();
-        if (curl_ms >= 0 && curl_ms < wait) wait = (double)curl_ms;
-        if (wait > 0) curl_multi_poll(r->multi, NULL, 0, (int)ceil(wait), NULL);
+        if (r->curl_due >= 0 && r->curl_due - now_ms() < wait) wait = r->curl_due - now_ms();
+        struct epoll_event evs[64];
+        int n = epoll_wait(r->epfd, evs, 64, wait > 0 ? (int)ceil(wait) : 0);
+        for (int k = 0; k < n; k++) {
+            int flags = (evs[k].events & EPOLLIN ? CURL_CSELECT_IN : 0) |
+                        (evs[k].events & EPOLLOUT ? CURL_CSELECT_OUT : 0) |
+                        (evs[k].events & (EPOLLERR | EPOLLHUP) ? CURL_CSELECT_ERR : 0);
+            curl_multi_socket_action(r->multi, evs[k].data.fd, flags, &running);
+        }
+        read_done(r);
     }
 }
 
@@ -351,6 +393,9 @@ int cli_loadtest(int argc, char **argv)
     double t0 = now_ms(), wall = 0;
     if (!rc) {
         r.multi = curl_multi_init();
+        r.curl_due = -1;
+        r.epfd = epoll_create1(EPOLL_CLOEXEC);
+        if (r.epfd < 0) rc = cli_error("epoll: cannot create");
         /* no "Expect: 100-continue": the body follows the headers at once */
         r.form_headers = curl_slist_append(NULL, "Content-Type: multipart/form-data; boundary=" BOUNDARY);
         r.form_headers = curl_slist_append(r.form_headers, "Expect:");
@@ -358,6 +403,10 @@ int cli_loadtest(int argc, char **argv)
     }
     if (!rc) {
         curl_multi_setopt(r.multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)concurrency + 64);
+        curl_multi_setopt(r.multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+        curl_multi_setopt(r.multi, CURLMOPT_SOCKETDATA, &r);
+        curl_multi_setopt(r.multi, CURLMOPT_TIMERFUNCTION, on_timer);
+        curl_multi_setopt(r.multi, CURLMOPT_TIMERDATA, &r);
         r.t_start = now_ms();
         drive(&r);
         wall = (now_ms() - t0) / 1000.0;
@@ -419,6 +468,7 @@ int cli_loadtest(int argc, char **argv)
         free(x);
     }
     if (r.multi) curl_multi_cleanup(r.multi);
+    if (r.epfd > 0) close(r.epfd);
     curl_slist_free_all(r.form_headers);
     if (r.out) curl_global_cleanup();
     for (int i = 0; i < r.nimg; i++) {
