@@ -3,7 +3,9 @@
  * visible_at into the future and giving it a fresh receipt, in one conditional UPDATE, so two
  * workers never both get it. Long polling sleeps on inotify: every write to the database goes to
  * its WAL file, so a send by any process wakes the waiting workers at once (with a re-check every
- * 50 ms for delayed messages coming due).
+ * 50 ms for delayed messages coming due). A sender also touches DATA_DIR/queue.bell once its
+ * commit is visible: under synchronous=FULL the WAL is written, then fsync'd, then committed, and
+ * a worker woken by the write alone would look too early and sleep through the commit.
  *
  * Durability: WAL; every commit survives any process crash. DURABILITY=power makes a connection
  * that sends use synchronous=FULL (the WAL is fsync'd at each commit, so a sent message survives
@@ -12,6 +14,7 @@
  * lost). DURABILITY=process keeps NORMAL everywhere: an OS crash may lose the last messages sent.
  * Either way the database stays consistent. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +34,7 @@ struct sq {
     sqlite3 *db;
     int notify; /* inotify on DATA_DIR, or -1 (then plain sleeps) */
     int durable, full; /* DURABILITY=power; synchronous=FULL set on this connection */
+    int bell;          /* DATA_DIR/queue.bell, touched after each send's commit; or -1 */
     char name[96], dlq[104];
     sqlite3_stmt *peek, *claim, *insert, *del, *retry, *dead, *counts, *dead_count;
 };
@@ -67,11 +71,19 @@ static int insert(struct sq *q, const char *body, long long now, int delay_s, ch
     return step_done(q, q->insert, "send", err);
 }
 
+/* Wakes the waiting receivers now that the commit is visible (IN_ATTRIB on the bell). */
+static void ring(struct sq *q)
+{
+    if (q->bell >= 0) (void)futimens(q->bell, NULL);
+}
+
 static int sq_send(void *impl, const char *body, int delay_s, char *err)
 {
     struct sq *q = impl;
     int rc = sync_sends(q, err);
-    return rc ? rc : insert(q, body, wall_ms(), delay_s, err);
+    if (!rc) rc = insert(q, body, wall_ms(), delay_s, err);
+    if (!rc) ring(q);
+    return rc;
 }
 
 /* All in one transaction: one commit, one fsync at most; all or none. */
@@ -87,6 +99,7 @@ static int sq_send_batch(void *impl, const char *const *bodies, int n, int *rcs,
     if (!rc && sqlite3_exec(q->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
         rc = db_fail(q, "send", err);
     if (rc && !sqlite3_get_autocommit(q->db)) sqlite3_exec(q->db, "ROLLBACK", NULL, NULL, NULL);
+    if (!rc) ring(q);
     for (int i = 0; i < n; i++)
         rcs[i] = rc;
     return rc;
@@ -250,6 +263,7 @@ static void sq_close(void *impl)
         sqlite3_finalize(all[i]);
     sqlite3_close(q->db);
     if (q->notify >= 0) close(q->notify);
+    if (q->bell >= 0) close(q->bell);
     free(q);
 }
 
@@ -264,10 +278,14 @@ int queue_sqlite_open(const struct config *c, const struct queue_ops **ops, void
     struct sq *q = calloc(1, sizeof *q);
     if (!q) return fr_fail(err, FR_ENOMEM, "out of memory");
     q->notify = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
-    if (q->notify >= 0 && inotify_add_watch(q->notify, c->data_dir, IN_MODIFY | IN_CREATE) < 0) {
+    if (q->notify >= 0 &&
+        inotify_add_watch(q->notify, c->data_dir, IN_MODIFY | IN_CREATE | IN_ATTRIB) < 0) {
         close(q->notify);
         q->notify = -1;
     }
+    char bell[CONFIG_STR_MAX + 16];
+    snprintf(bell, sizeof bell, "%s/queue.bell", c->data_dir);
+    q->bell = open(bell, O_WRONLY | O_CREAT | O_CLOEXEC, 0644); /* without it, 50 ms re-checks */
     snprintf(q->name, sizeof q->name, "%s", c->sqs_req_queue_name);
     snprintf(q->dlq, sizeof q->dlq, "%s-dlq", c->sqs_req_queue_name);
     char path[CONFIG_STR_MAX + 16];
