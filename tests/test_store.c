@@ -76,6 +76,35 @@ int main(void)
     free(data);
     CHECK(store_put(s, "Upper", "k", "x", 1, err) == FR_EINVAL);
 
+    /* a watch reports each object put into its bucket after it started, by key */
+    struct store_watch *sw;
+    int wrc = store_watch_open(s, "output-bucket", &sw, err);
+    CHECK_MSG(s3 ? wrc == FR_EUNSUPPORTED : wrc == 0, "watch: %d %s", wrc, err);
+    if (!wrc) {
+        char key[STORE_KEY_MAX + 1];
+        CHECK(store_watch_next(sw, 20, key, err) == FR_ETIMEOUT);
+        CHECK(store_put(s, "input-bucket", "elsewhere", "x", 1, err) == 0);
+        CHECK(store_put(s, "output-bucket", "r1", "x", 1, err) == 0);
+        CHECK(store_put(s, "output-bucket", "r2", "y", 1, err) == 0);
+        CHECK(store_watch_next(sw, 1000, key, err) == 0 && !strcmp(key, "r1"));
+        CHECK(store_watch_next(sw, 1000, key, err) == 0 && !strcmp(key, "r2"));
+        CHECK(store_watch_next(sw, 20, key, err) == FR_ETIMEOUT);
+        store_watch_close(sw);
+    }
+    store_watch_close(NULL);
+
+    /* DURABILITY=process: no fsync, the same objects */
+    if (!s3) {
+        struct config quick = cfg;
+        struct store *qs;
+        snprintf(quick.durability, sizeof quick.durability, "process");
+        CHECK(store_open(&quick, &qs, err) == 0);
+        CHECK(store_put(qs, "input-bucket", "quick", "fast", 4, err) == 0);
+        CHECK(store_get(s, "input-bucket", "quick", 10, &data, &len, err) == 0 && len == 4);
+        free(data);
+        store_close(qs);
+    }
+
     /* a reader never sees a partial object while a writer replaces it (files only: real S3 is
      * atomic, but s3rver writes in place and its proxy does not survive the race) */
     static char a[100000], b[100000];

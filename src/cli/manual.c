@@ -130,15 +130,17 @@ static const struct manual pages[] = {
     {"loadtest", "load a running service with uploads",
      "facerec loadtest URL [--requests N] [--concurrency C] [--rate R] [--timeout S]\n"
      "                     [--json FILE] IMAGE...\n",
-     "Uploads the images in turn to the service at URL (POST /, field inputFile) from C\n"
-     "concurrent clients until N requests are made; a 202 answer is polled at /status/{id}.\n"
-     "With --rate R the requests start at R per second whatever the answers (open loop; C\n"
-     "clients upload, one thread polls).\n"
+     "Uploads the images in turn to the service at URL (POST /, field inputFile), C requests\n"
+     "at a time, until N requests are made; a 202 answer is polled at /status/{id}.\n"
+     "With --rate R the requests start at R per second whatever the answers (open loop; at\n"
+     "most C uploads at once). One thread drives every connection, to leave the machine's\n"
+     "cores to the service it measures.\n"
      "Prints the success rate, latency avg/p50/p95/p99/max from upload to result, photos per\n"
      "second, and the results seen.\n",
      "--requests N     requests in all (default 100)\n"
-     "--concurrency C  concurrent clients (default 100)\n"
-     "--rate R         start R requests per second (open loop; default 0: each client waits)\n"
+     "--concurrency C  requests at once (default 100)\n"
+     "--rate R         start R requests per second (open loop; default 0: a request starts\n"
+     "                 when another has its result)\n"
      "--timeout S      seconds each request may take, polls included (default 120)\n"
      "--json FILE      also write the figures as JSON to FILE\n",
      NULL, "1 also when any request did not succeed.\n",

@@ -83,6 +83,39 @@ static int sqs_send(void *impl, const char *body, int delay_s, char *err)
     return sqs_send_to(q, q->url, body, delay_s, err);
 }
 
+/* SendMessageBatch, ten entries a call (SQS's limit); an entry SQS refuses is sent again alone. */
+static int sqs_send_batch(void *impl, const char *const *bodies, int n, int *rcs, char *err)
+{
+    struct sqs *q = impl;
+    int first = 0;
+    for (int at = 0; at < n; at += 10) {
+        int m = n - at < 10 ? n - at : 10;
+        json_t *entries = json_array();
+        for (int i = 0; i < m; i++) {
+            char id[16];
+            snprintf(id, sizeof id, "m%d", i);
+            json_array_append_new(entries, json_pack("{s:s,s:s}", "Id", id, "MessageBody", bodies[at + i]));
+        }
+        json_t *resp;
+        int rc = call(q, "SendMessageBatch", json_pack("{s:s,s:o}", "QueueUrl", q->url, "Entries", entries),
+                      &resp, err);
+        for (int i = 0; i < m; i++)
+            rcs[at + i] = rc;
+        json_t *failed = rc ? NULL : json_object_get(resp, "Failed");
+        size_t k;
+        json_t *f;
+        json_array_foreach(failed, k, f) {
+            const char *id = json_string_value(json_object_get(f, "Id"));
+            int i = id && id[0] == 'm' ? atoi(id + 1) : -1;
+            if (i >= 0 && i < m) rcs[at + i] = sqs_send_to(q, q->url, bodies[at + i], 0, err);
+        }
+        json_decref(resp);
+        for (int i = 0; i < m && !first; i++)
+            first = rcs[at + i];
+    }
+    return first;
+}
+
 static int sqs_receive(void *impl, int wait_s, int visibility_s, struct queue_msg *m, char *err)
 {
     struct sqs *q = impl;
@@ -189,8 +222,9 @@ static void sqs_close(void *impl)
     free(q);
 }
 
-static const struct queue_ops sqs_ops = {sqs_send,        sqs_receive, sqs_del,  sqs_retry,
-                                         sqs_dead_letter, sqs_counts,  sqs_close};
+static const struct queue_ops sqs_ops = {sqs_send,  sqs_send_batch,  sqs_receive, sqs_del,
+                                         sqs_retry, sqs_dead_letter, sqs_counts,  NULL,
+                                         sqs_close};
 
 int queue_sqs_open(const struct config *c, const struct queue_ops **ops, void **impl,
                    char err[FR_ERR_LEN])

@@ -15,18 +15,24 @@
 #include "service/log.h"
 #include "service/metrics.h"
 #include "service/people.h"
+#include "service/waits.h"
 #include "service/web.h"
 #include "vision/pipeline.h"
 #include "store/store.h"
 #include "util/buf.h"
 
 #define MAX_CONNECTIONS 256
+/* Threads that serve the connections. A waiting upload holds no thread (it is suspended until
+ * its result comes, see waits.h), so a few suffice; more than the cores so that a thread
+ * blocked on an fsync, an S3 request or an enrolment does not hold up the others. */
+#define API_THREADS 32
 #define HEADER_MEMORY (32 * 1024) /* per connection: request line and headers must fit */
 #define CLIENT_TIMEOUT_S 15       /* idle time allowed on a connection (slow clients) */
 #define RESULT_MAX ((size_t)16 << 20)
 #define ENROL_MAX_PHOTOS 20
 
-/* A store and a queue handle, used by one request at a time. */
+/* A store and a queue handle, used by one request at a time. The queue is opened when first
+ * needed (/health, /metrics): uploads send through the api's queue_sender. */
 struct handles {
     struct store *store;
     struct queue *queue;
@@ -38,6 +44,9 @@ struct api {
     struct MHD_Daemon *daemon;
     pthread_mutex_t lock; /* guards idle */
     struct handles *idle;
+    struct queue_sender *sender; /* uploads' messages, committed together when they coincide */
+    struct waits *waits;         /* uploads waiting for their results */
+    int waiting;                 /* uploads suspended in waits (atomic) */
     /* Enrolment runs one request at a time: it guards the recognizer and the read-modify-write
      * of the stored gallery (within this API process; see README on several API hosts). */
     pthread_mutex_t enrol_lock;
@@ -55,8 +64,16 @@ struct photo {
     char filename[256];
 };
 
+enum phase { PH_RECEIVING, PH_WAITING, PH_RESUMED };
+
 struct request {
     enum route route;
+    struct api *api;
+    struct MHD_Connection *conn;
+    enum phase phase;          /* of an upload: suspended while its result is awaited */
+    enum wait_outcome outcome; /* set by the waits' thread before it resumes the connection */
+    char id[JOB_ID_LEN + 1];   /* the upload's job */
+    double t0;                 /* now_ms when the upload was complete */
     char allow[32]; /* for 405 */
     struct MHD_PostProcessor *pp;
     struct buf file;       /* inputFile bytes */
@@ -82,12 +99,17 @@ static struct handles *handles_get(struct api *a, char *err)
         fr_fail(err, FR_ENOMEM, "out of memory");
         return NULL;
     }
-    if (store_open(&a->cfg, &h->store, err) || queue_open(&a->cfg, &h->queue, err)) {
-        store_close(h->store);
+    if (store_open(&a->cfg, &h->store, err)) {
         free(h);
         return NULL;
     }
     return h;
+}
+
+/* The handle's queue, opened on first use; 0 or queue_open's error. */
+static int handles_queue(struct api *a, struct handles *h, char *err)
+{
+    return h->queue ? 0 : queue_open(&a->cfg, &h->queue, err);
 }
 
 static void handles_put(struct api *a, struct handles *h)
@@ -242,18 +264,60 @@ static int looks_like_image(const uint8_t *p, size_t n)
            (n >= 12 && !memcmp(p, "RIFF", 4) && !memcmp(p + 8, "WEBP", 4));
 }
 
-/* Waits for the output object of job id until deadline; returns it (caller frees) or NULL. */
-static uint8_t *wait_result(struct handles *h, const struct config *cfg, const char *id,
-                            double deadline, size_t *len)
+/* Called by the waits' thread (or within waits_add): the result is there, or the wait is over. */
+static void on_result(void *arg, enum wait_outcome outcome)
+{
+    struct request *rq = arg;
+    rq->outcome = outcome;
+    rq->phase = PH_RESUMED;
+    MHD_resume_connection(rq->conn);
+}
+
+static enum MHD_Result send_pending(struct MHD_Connection *c, const char *id)
+{
+    char body[128];
+    int n = snprintf(body, sizeof body, "{\"job_id\":\"%s\",\"status\":\"pending\"}\n", id);
+    return send_body(c, 202, body, (size_t)n, NULL);
+}
+
+/* 202 with the job id, after storing the pending marker that GET /status/{id} answers 202 from.
+ * The marker is written only here: a client answered 200 never polls, and one cut off before
+ * its answer never got the id (the job still runs; its status is 404 until the result). */
+static enum MHD_Result answer_pending(struct api *a, struct MHD_Connection *c, struct request *rq)
 {
     char err[FR_ERR_LEN];
-    double left = deadline - now_ms();
-    int rc = store_wait(h->store, cfg->s3_out_bucket, id, left > 0 ? (int)left : 0, err);
-    if (rc == FR_ETIMEOUT) return NULL;
-    uint8_t *data = NULL;
-    if (!rc) rc = store_get(h->store, cfg->s3_out_bucket, id, RESULT_MAX, &data, len, err);
-    if (rc) log_warn(id, "waiting for the result: %s", err);
-    return rc ? NULL : data;
+    struct handles *h = handles_get(a, err);
+    char name[JOB_FILENAME_MAX + 1];
+    job_filename_sanitize(rq->filename, name);
+    int rc = h ? store_put(h->store, a->cfg.s3_in_bucket, rq->id, name, strlen(name), err) : FR_EBACKEND;
+    handles_put(a, h);
+    if (rc) log_warn(rq->id, "storing the pending marker: %s (its status is 404 until it is done)", err);
+    return send_pending(c, rq->id);
+}
+
+/* The upload's connection is resumed: answer with the result, or 202. */
+static enum MHD_Result answer_upload(struct api *a, struct MHD_Connection *c, struct request *rq)
+{
+    __atomic_sub_fetch(&a->waiting, 1, __ATOMIC_RELAXED);
+    if (rq->outcome != WAIT_READY) return answer_pending(a, c, rq);
+    char err[FR_ERR_LEN];
+    struct handles *h = handles_get(a, err);
+    uint8_t *result = NULL;
+    size_t len = 0;
+    int rc = h ? store_get(h->store, a->cfg.s3_out_bucket, rq->id, RESULT_MAX, &result, &len, err)
+               : FR_EBACKEND;
+    handles_put(a, h);
+    if (rc) {
+        log_warn(rq->id, "reading the result: %s", err);
+        free(result);
+        return answer_pending(a, c, rq);
+    }
+    enum MHD_Result ok = send_body(c, 200, (const char *)result, len, NULL);
+    double took = now_ms() - rq->t0;
+    metrics_observe(MH_ANSWER, took / 1e3);
+    log_info(rq->id, "answered in %.1f ms", took);
+    free(result);
+    return ok;
 }
 
 static enum MHD_Result finish_upload(struct api *a, struct MHD_Connection *c, struct request *rq)
@@ -263,42 +327,45 @@ static enum MHD_Result finish_upload(struct api *a, struct MHD_Connection *c, st
     if (rq->file.len == 0) return send_error(c, 400, "inputFile is empty");
     if (!looks_like_image((const uint8_t *)rq->file.data, rq->file.len))
         return send_error(c, 400, "inputFile is not a JPEG, PNG or WebP image");
-    char id[JOB_ID_LEN + 1], name[JOB_FILENAME_MAX + 1], key[JOB_ID_LEN + JOB_FILENAME_MAX + 2];
+    char name[JOB_FILENAME_MAX + 1], key[JOB_ID_LEN + JOB_FILENAME_MAX + 2];
+    char *id = rq->id;
     if (job_id_new(id)) return send_error(c, 500, "cannot make a job id");
     job_filename_sanitize(rq->filename, name);
     snprintf(key, sizeof key, "%s_%s", id, name);
-    double t0 = now_ms();
+    rq->t0 = now_ms();
     struct handles *h = handles_get(a, err);
     if (!h) {
         log_error(id, "backends unavailable: %s", err);
         return send_error(c, 503, "storage or queue unavailable");
     }
-    /* input first, then the pending marker, then the message: a worker never sees a job whose
-     * input is missing, and a job that is queued can always be polled */
+    /* the input first, then the message: a worker never sees a job whose input is missing. The
+     * message is committed with the others that arrive meanwhile (queue_sender). */
     int rc = store_put(h->store, a->cfg.s3_in_bucket, key, rq->file.data, rq->file.len, err);
-    if (!rc) rc = store_put(h->store, a->cfg.s3_in_bucket, id, name, strlen(name), err);
-    if (!rc) rc = queue_send(h->queue, key, 0, err);
+    if (!rc) rc = queue_sender_send(a->sender, key, err);
     if (rc) {
         handles_put(a, h);
         log_error(id, "accepting the upload failed: %s", err);
         snprintf(msg, sizeof msg, "could not accept the job: %s", err);
         return send_error(c, 503, msg);
     }
+    metrics_observe(MH_ACCEPT, (now_ms() - rq->t0) / 1e3);
     log_info(id, "accepted %s (%zu bytes)", name, rq->file.len);
-    size_t len = 0;
-    uint8_t *result = wait_result(h, &a->cfg, id, t0 + a->cfg.max_wait_seconds * 1000.0, &len);
-    handles_put(a, h);
-    if (result) {
-        enum MHD_Result ok = send_body(c, 200, (const char *)result, len, NULL);
-        double took = now_ms() - t0;
-        metrics_observe(MH_ANSWER, took / 1e3);
-        log_info(id, "answered in %.1f ms", took);
-        free(result);
-        return ok;
+    buf_free(&rq->file); /* not needed any more while the request waits */
+    if (a->cfg.max_wait_seconds == 0) {
+        handles_put(a, h);
+        return answer_pending(a, c, rq);
     }
-    char body[128];
-    int n = snprintf(body, sizeof body, "{\"job_id\":\"%s\",\"status\":\"pending\"}\n", id);
-    return send_body(c, 202, body, (size_t)n, NULL);
+    /* suspended until on_result resumes it (possibly within waits_add); then answer_upload */
+    rq->phase = PH_WAITING;
+    __atomic_add_fetch(&a->waiting, 1, __ATOMIC_RELAXED);
+    MHD_suspend_connection(c);
+    rc = waits_add(a->waits, h->store, id, rq->t0 + a->cfg.max_wait_seconds * 1000.0, on_result, rq, err);
+    handles_put(a, h);
+    if (rc) {
+        log_warn(id, "cannot wait for the result: %s", err);
+        on_result(rq, WAIT_TIMEOUT);
+    }
+    return MHD_YES;
 }
 
 /* ---- status and health ---- */
@@ -319,11 +386,7 @@ static enum MHD_Result do_status(struct api *a, struct MHD_Connection *c, const 
         free(data);
         data = NULL;
         rc = store_get(h->store, a->cfg.s3_in_bucket, id, 4096, &data, &len, err);
-        if (rc == 0) {
-            char body[128];
-            int n = snprintf(body, sizeof body, "{\"job_id\":\"%s\",\"status\":\"pending\"}\n", id);
-            ok = send_body(c, 202, body, (size_t)n, NULL);
-        } else if (rc == FR_ENOTFOUND) {
+        if (rc == 0) ok = send_pending(c, id); else if (rc == FR_ENOTFOUND) {
             ok = send_error(c, 404, "no such job");
         } else {
             ok = send_error(c, 503, "storage unavailable");
@@ -347,7 +410,8 @@ static enum MHD_Result do_health(struct api *a, struct MHD_Connection *c)
     struct queue_counts qc;
     int rc = store_check(h->store, err);
     if (rc) snprintf(msg, sizeof msg, "object store: %s", err);
-    else if ((rc = queue_counts(h->queue, &qc, err)) != 0) snprintf(msg, sizeof msg, "queue: %s", err);
+    else if ((rc = handles_queue(a, h, err)) != 0 || (rc = queue_counts(h->queue, &qc, err)) != 0)
+        snprintf(msg, sizeof msg, "queue: %s", err);
     handles_put(a, h);
     if (rc) return send_error(c, 503, msg);
     char body[256];
@@ -364,7 +428,7 @@ static enum MHD_Result do_metrics(struct api *a, struct MHD_Connection *c)
     long q[4] = {-1, -1, -1, -1}; /* left out when the queue cannot be read */
     struct handles *h = handles_get(a, err);
     struct queue_counts qc;
-    if (h && queue_counts(h->queue, &qc, err) == 0) {
+    if (h && handles_queue(a, h, err) == 0 && queue_counts(h->queue, &qc, err) == 0) {
         q[0] = qc.waiting, q[1] = qc.in_flight, q[2] = qc.delayed, q[3] = qc.dead;
     }
     handles_put(a, h);
@@ -574,18 +638,24 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         rq = calloc(1, sizeof *rq);
         if (!rq) return MHD_NO;
         *state = rq;
+        rq->api = a;
+        rq->conn = c;
         rq->route = route_of(method, url, rq->allow, sizeof rq->allow);
         if (rq->route == R_UPLOAD || rq->route == R_ENROL) {
             size_t cap = (size_t)a->cfg.max_file_mb << 20;
             buf_init(&rq->file, cap);
             const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
             size_t limit = rq->route == R_ENROL ? cap * 4 : cap;
-            if (cl && strtoull(cl, NULL, 10) > limit + 65536) {
+            unsigned long long length = cl ? strtoull(cl, NULL, 10) : 0;
+            if (length > limit + 65536) {
                 rq->answered = 1;
                 char msg[96];
                 snprintf(msg, sizeof msg, "upload over the limit of %d MB", a->cfg.max_file_mb);
                 return send_error(c, 400, msg);
             }
+            /* the photo is most of the body: room for it now, not by doubling and copying */
+            if (rq->route == R_UPLOAD && length > 0)
+                (void)buf_reserve(&rq->file, length < cap ? (size_t)length : cap);
             rq->pp = MHD_create_post_processor(c, 64 * 1024, on_field, rq);
             if (!rq->pp) {
                 rq->answered = 1;
@@ -605,6 +675,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return MHD_YES;
     }
     if (rq->answered) return MHD_YES;
+    if (rq->phase == PH_WAITING) return MHD_YES; /* not resumed yet */
+    if (rq->phase == PH_RESUMED) return answer_upload(a, c, rq);
     if (rq->too_big) {
         char msg[96];
         snprintf(msg, sizeof msg, "upload over the limit of %d MB", a->cfg.max_file_mb);
@@ -678,21 +750,29 @@ int api_start(const struct config *c, struct api **out, char err[FR_ERR_LEN])
     }
     pthread_mutex_init(&a->lock, NULL);
     pthread_mutex_init(&a->enrol_lock, NULL);
-    /* fail early when the backends are unreachable */
-    struct handles *h = handles_get(a, err);
-    if (!h) {
+    /* fail early when the backends are unreachable (the sender opens the queue); a store handle
+     * per thread, opened now */
+    struct handles *hs[API_THREADS] = {0};
+    int rc = 0;
+    for (int i = 0; i < API_THREADS && !rc; i++)
+        if (!(hs[i] = handles_get(a, err))) rc = FR_EBACKEND;
+    for (int i = 0; i < API_THREADS; i++)
+        handles_put(a, hs[i]);
+    if (!rc) rc = queue_sender_open(&a->cfg, &a->sender, err);
+    if (!rc) rc = waits_open(&a->cfg, &a->waits, err);
+    if (rc) {
         api_stop(a);
-        return FR_EBACKEND;
+        return rc;
     }
-    handles_put(a, h);
     struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)c->port)};
     if (inet_pton(AF_INET, c->host, &addr.sin_addr) != 1) {
         api_stop(a);
         return fr_fail(err, FR_EINVAL, "HOST '%s' is not an IPv4 address", c->host);
     }
     a->daemon = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL, 0, NULL,
-        NULL, on_request, a, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME, 0, NULL, NULL,
+        on_request, a, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)API_THREADS, MHD_OPTION_SOCK_ADDR,
+        (struct sockaddr *)&addr,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)MAX_CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)CLIENT_TIMEOUT_S, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HEADER_MEMORY,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, a, MHD_OPTION_LISTENING_ADDRESS_REUSE,
@@ -708,7 +788,15 @@ int api_start(const struct config *c, struct api **out, char err[FR_ERR_LEN])
 void api_stop(struct api *a)
 {
     if (!a) return;
+    if (a->daemon) MHD_quiesce_daemon(a->daemon);
+    /* the waiting uploads are answered 202 (MHD must not stop with connections suspended) */
+    waits_close(a->waits);
+    for (int i = 0; i < 100 && __atomic_load_n(&a->waiting, __ATOMIC_RELAXED) > 0; i++) {
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
     if (a->daemon) MHD_stop_daemon(a->daemon);
+    queue_sender_close(a->sender);
     while (a->idle) {
         struct handles *h = a->idle;
         a->idle = h->next;

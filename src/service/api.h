@@ -1,4 +1,5 @@
-/* api.h: the HTTP API (libmicrohttpd, a thread per connection).
+/* api.h: the HTTP API (libmicrohttpd, a small pool of threads; an upload waiting for its result
+ * is suspended and holds no thread: waits.h).
  *
  *   POST /               multipart field inputFile: store the photo, queue the job, wait up to
  *                        MAX_WAIT_SECONDS for the result: 200 with it, else 202 {job_id, pending}
@@ -21,7 +22,8 @@ struct api;
 /* Starts listening on HOST:PORT. Returns 0, or FR_EIO (cannot listen) / a backend error. */
 int api_start(const struct config *c, struct api **out, char err[FR_ERR_LEN]) FR_MUST_USE;
 
-/* Stops accepting, waits for the connections in progress, frees. NULL does nothing. */
+/* Stops accepting, answers the uploads still waiting 202, closes the connections, frees. NULL
+ * does nothing. */
 void api_stop(struct api *a);
 
 #endif

@@ -117,8 +117,13 @@ int autoscale_run(const struct config *c, volatile sig_atomic_t *stop, char err[
             }
             metrics_workers(current, desired);
         }
-        struct timespec ts = {interval_ms / 1000, (interval_ms % 1000) * 1000000L};
-        nanosleep(&ts, NULL);
+        /* below the most workers, a new job may need one at once: wake on the queue's change */
+        if (current < sp.max) {
+            queue_wait_change(q, interval_ms);
+        } else {
+            struct timespec ts = {interval_ms / 1000, (interval_ms % 1000) * 1000000L};
+            nanosleep(&ts, NULL);
+        }
     }
     log_info(NULL, "autoscale: stopping%s", pool ? "; workers finish their current job" : "");
 done:

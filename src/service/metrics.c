@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #define MAGIC 0x6672736d65747231ull /* "frsmetr1" */
-#define VERSION 1
+#define VERSION 2
 
 static const int codes[] = {200, 202, 400, 401, 404, 405, 413, 431, 500, 503};
 enum { NCODES = sizeof codes / sizeof codes[0] + 1 }; /* the last counts any other code */
@@ -47,6 +47,7 @@ static const struct {
     const char *metric, *label, *help;
 } hist_names[MH_COUNT] = {
     {"facerec_answer_seconds", NULL, "Upload received to result answered, for uploads answered in time."},
+    {"facerec_accept_seconds", NULL, "Upload received to job queued (input stored, message committed)."},
     {"facerec_job_seconds", NULL, "Job message sent to result written."},
     {"facerec_stage_seconds", "fetch_decode", "Time in each stage of a job."},
     {"facerec_stage_seconds", "detect", NULL},

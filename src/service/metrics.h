@@ -25,6 +25,7 @@ enum metrics_job { MJ_DONE, MJ_FAILED, MJ_TIMED_OUT, MJ_DEAD_LETTERED, MJ_POISON
 /* Latency histograms, in seconds. */
 enum metrics_hist {
     MH_ANSWER,  /* API: upload received to result answered (uploads answered in time) */
+    MH_ACCEPT,  /* API: upload received to job queued (input stored, message committed) */
     MH_JOB_E2E, /* worker: message sent to result written */
     MH_FETCH,   /* worker stages: fetch and decode the photo */
     MH_DETECT,

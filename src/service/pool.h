@@ -2,7 +2,11 @@
  *
  * With one inference thread per worker (WORKER_THREADS=1) the pool's own process loads and warms
  * the models once and forks each worker from itself: a new worker takes jobs within milliseconds
- * and shares the weights copy-on-write. With more threads (a thread pool does not survive fork)
+ * and shares the weights copy-on-write. Ahead of need it also forks spares (as many as workers may
+ * run, at most one per core), which write their copy-on-write pages by running the warm-up again
+ * and then wait, costing memory (~33 MB each) but no CPU: starting a worker wakes a spare, whose
+ * first job then runs at full speed. Spares are made only while no more workers are wanted, so
+ * never in a burst's way. With more threads (a thread pool does not survive fork)
  * each worker is a fresh `facerec worker` and loads the models itself, about a second.
  * A worker asked to stop (SIGTERM) finishes its current job first; one still running after the
  * grace period (JOB_TIMEOUT_SECONDS + SQS_WAIT_TIME_SECONDS + 5 s) is killed. A worker that exits

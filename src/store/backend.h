@@ -14,6 +14,10 @@ struct store_ops {
     int (*version)(void *impl, const char *bucket, const char *key, char ver[64], char *err);
     /* optional: wait for key to appear; NULL means store.c polls version() */
     int (*wait)(void *impl, const char *bucket, const char *key, int timeout_ms, char *err);
+    /* optional: report arrivals in a bucket; NULL means store_watch_open is FR_EUNSUPPORTED */
+    int (*watch_open)(void *impl, const char *bucket, void **w, char *err);
+    int (*watch_next)(void *w, int timeout_ms, char *key, char *err);
+    void (*watch_close)(void *w);
     int (*check)(void *impl, char *err);
     void (*close)(void *impl);
 };

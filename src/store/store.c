@@ -119,6 +119,44 @@ int store_wait(struct store *s, const char *bucket, const char *key, int timeout
     }
 }
 
+struct store_watch {
+    const struct store_ops *ops;
+    void *impl;
+};
+
+int store_watch_open(struct store *s, const char *bucket, struct store_watch **out,
+                     char err[FR_ERR_LEN])
+{
+    *out = NULL;
+    if (!bucket_valid(bucket)) return fr_fail(err, FR_EINVAL, "invalid bucket name '%.64s'", bucket);
+    if (!s->ops->watch_open)
+        return fr_fail(err, FR_EUNSUPPORTED, "this store cannot report arrivals");
+    struct store_watch *w = calloc(1, sizeof *w);
+    if (!w) return fr_fail(err, FR_ENOMEM, "out of memory");
+    w->ops = s->ops;
+    int rc = s->ops->watch_open(s->impl, bucket, &w->impl, err);
+    if (rc) {
+        free(w);
+        return rc;
+    }
+    *out = w;
+    return 0;
+}
+
+void store_watch_close(struct store_watch *w)
+{
+    if (!w) return;
+    w->ops->watch_close(w->impl);
+    free(w);
+}
+
+int store_watch_next(struct store_watch *w, int timeout_ms, char key[STORE_KEY_MAX + 1],
+                     char err[FR_ERR_LEN])
+{
+    key[0] = 0;
+    return w->ops->watch_next(w->impl, timeout_ms < 0 ? 0 : timeout_ms, key, err);
+}
+
 int store_check(struct store *s, char err[FR_ERR_LEN])
 {
     return s->ops->check(s->impl, err);

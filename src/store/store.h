@@ -2,7 +2,10 @@
  *
  * One interface whatever the backend (chosen by configuration); the API and the workers do not
  * know which one they talk to. Keys are validated here (store_key_valid) before any backend sees
- * them. An object is written whole or not at all: readers never see half an object. A store
+ * them. An object is written whole or not at all: readers never see half an object. On local
+ * files, DURABILITY=power makes a written object survive power loss before store_put returns
+ * (fsync of the file and its directory); DURABILITY=process skips the fsyncs (the object then
+ * survives any process crash, not an OS crash). A store
  * handle may be used by one thread at a time; open one per thread. */
 #ifndef FR_STORE_STORE_H
 #define FR_STORE_STORE_H
@@ -50,6 +53,25 @@ int store_wait(struct store *s, const char *bucket, const char *key, int timeout
  * S3), for cheap change checks. FR_ENOTFOUND when the object does not exist. */
 int store_version(struct store *s, const char *bucket, const char *key, char ver[64],
                   char err[FR_ERR_LEN]) FR_MUST_USE;
+
+/* Watching one bucket for many keys at once, so that one thread learns of the results many
+ * requests wait for. */
+struct store_watch;
+
+/* Starts watching bucket for objects that arrive from now on (the caller looks for those already
+ * there after it starts). Returns 0, FR_EUNSUPPORTED when the backend cannot report arrivals (S3:
+ * poll store_version instead), or FR_EIO. The watch is used by one thread at a time. */
+int store_watch_open(struct store *s, const char *bucket, struct store_watch **out,
+                     char err[FR_ERR_LEN]) FR_MUST_USE;
+
+/* NULL does nothing. */
+void store_watch_close(struct store_watch *w);
+
+/* Waits up to timeout_ms for an arrival. Returns 0 with the new object's key in key (that object
+ * is there, whole), or 0 with key "" when arrivals may have been missed (then look again for
+ * every key waited for); FR_ETIMEOUT; FR_EIO. */
+int store_watch_next(struct store_watch *w, int timeout_ms, char key[STORE_KEY_MAX + 1],
+                     char err[FR_ERR_LEN]) FR_MUST_USE;
 
 /* Checks that the store and its buckets can be reached (for /health). */
 int store_check(struct store *s, char err[FR_ERR_LEN]) FR_MUST_USE;

@@ -1,6 +1,8 @@
 /* store_fs.c: objects as files, DATA_DIR/objects/<bucket>/<key>, written atomically: a temp file
- * in the same directory, fsync, rename over the key, fsync of the directory. A reader opens either
- * the old file or the new one, never a partial one. */
+ * in the same directory, (DURABILITY=power: fsync,) rename over the key, (fsync of the directory).
+ * A reader opens either the old file or the new one, never a partial one. A write is in the page
+ * cache once written, so it survives the death of any process; the fsyncs make it survive an OS
+ * crash too. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -17,6 +19,7 @@
 struct fs {
     char root[CONFIG_STR_MAX + 16];
     char in[64], out[64]; /* the configured buckets, created at open */
+    int sync;             /* DURABILITY=power: fsync each object and its directory */
 };
 
 static int mkdir_p(const char *path, char *err)
@@ -48,14 +51,17 @@ static int fs_put(void *impl, const char *bucket, const char *key, const void *d
     char dir[CONFIG_STR_MAX + 96], path[CONFIG_STR_MAX + 96 + STORE_KEY_MAX + 2],
         tmp[sizeof path + 32];
     if (bucket_dir(f, bucket, dir, sizeof dir)) return fr_fail(err, FR_EINVAL, "path too long");
-    int rc = mkdir_p(dir, err);
-    if (rc) return rc;
+    int rc = 0;
     snprintf(path, sizeof path, "%s/%s", dir, key);
     /* the temp name is hidden (leading '.') and unique per process and call */
     static unsigned counter;
     snprintf(tmp, sizeof tmp, "%s/.tmp.%ld.%u", dir, (long)getpid(),
              __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED));
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0 && errno == ENOENT) { /* a bucket other than the two made at open, or removed */
+        if ((rc = mkdir_p(dir, err)) != 0) return rc;
+        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    }
     if (fd < 0) return fr_fail(err, FR_EIO, "create %s: %s", tmp, strerror(errno));
     const char *p = data;
     size_t left = len;
@@ -68,7 +74,7 @@ static int fs_put(void *impl, const char *bucket, const char *key, const void *d
         }
         p += w, left -= (size_t)w;
     }
-    if (!rc && fsync(fd) != 0) rc = fr_fail(err, FR_EIO, "fsync %s: %s", tmp, strerror(errno));
+    if (!rc && f->sync && fsync(fd) != 0) rc = fr_fail(err, FR_EIO, "fsync %s: %s", tmp, strerror(errno));
     if (close(fd) != 0 && !rc) rc = fr_fail(err, FR_EIO, "close %s: %s", tmp, strerror(errno));
     if (!rc && rename(tmp, path) != 0)
         rc = fr_fail(err, FR_EIO, "rename to %s: %s", path, strerror(errno));
@@ -76,6 +82,7 @@ static int fs_put(void *impl, const char *bucket, const char *key, const void *d
         unlink(tmp);
         return rc;
     }
+    if (!f->sync) return 0;
     int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd >= 0) {
         if (fsync(dfd) != 0) rc = fr_fail(err, FR_EIO, "fsync %s: %s", dir, strerror(errno));
@@ -215,6 +222,68 @@ static int fs_wait(void *impl, const char *bucket, const char *key, int timeout_
     return rc;
 }
 
+struct fs_watch {
+    int fd;
+    ssize_t len, off; /* events read and not yet returned: buf[off..len) */
+    char buf[16384] __attribute__((aligned(__alignof__(struct inotify_event))));
+};
+
+static void fs_watch_close(void *impl)
+{
+    struct fs_watch *w = impl;
+    if (w->fd >= 0) close(w->fd);
+    free(w);
+}
+
+/* Objects arrive by rename only (fs_put), so IN_MOVED_TO is the one event that matters: one per
+ * object, when it is there whole. */
+static int fs_watch_open(void *impl, const char *bucket, void **out, char *err)
+{
+    struct fs *f = impl;
+    char dir[CONFIG_STR_MAX + 96];
+    if (bucket_dir(f, bucket, dir, sizeof dir)) return fr_fail(err, FR_EINVAL, "path too long");
+    struct fs_watch *w = calloc(1, sizeof *w);
+    if (!w) return fr_fail(err, FR_ENOMEM, "out of memory");
+    w->fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+    if (w->fd < 0 || inotify_add_watch(w->fd, dir, IN_MOVED_TO) < 0) {
+        int e = errno;
+        fs_watch_close(w);
+        return fr_fail(err, FR_EIO, "watching %s: %s", dir, strerror(e));
+    }
+    *out = w;
+    return 0;
+}
+
+static int fs_watch_next(void *impl, int timeout_ms, char *key, char *err)
+{
+    struct fs_watch *w = impl;
+    for (;;) {
+        while (w->off < w->len) {
+            struct inotify_event *ev = (struct inotify_event *)(w->buf + w->off);
+            w->off += (ssize_t)(sizeof *ev + ev->len);
+            if (ev->mask & IN_Q_OVERFLOW) return 0; /* key "": look again at everything */
+            if (ev->len && ev->name[0] != '.' && strlen(ev->name) <= STORE_KEY_MAX) {
+                strcpy(key, ev->name);
+                return 0;
+            }
+        }
+        w->off = w->len = 0;
+        ssize_t n = read(w->fd, w->buf, sizeof w->buf);
+        if (n > 0) {
+            w->len = n;
+            continue;
+        }
+        if (n < 0 && errno != EAGAIN && errno != EINTR)
+            return fr_fail(err, FR_EIO, "reading the watch: %s", strerror(errno));
+        if (timeout_ms <= 0) return fr_fail(err, FR_ETIMEOUT, "no arrival");
+        struct pollfd p = {w->fd, POLLIN, 0};
+        int r = poll(&p, 1, timeout_ms);
+        if (r < 0 && errno != EINTR) return fr_fail(err, FR_EIO, "poll: %s", strerror(errno));
+        if (r == 0) return fr_fail(err, FR_ETIMEOUT, "no arrival");
+        timeout_ms = 0; /* readable now: one more read, then return */
+    }
+}
+
 static int fs_check(void *impl, char *err)
 {
     struct fs *f = impl;
@@ -233,8 +302,9 @@ static void fs_close(void *impl)
     free(impl);
 }
 
-static const struct store_ops fs_ops = {fs_put,  fs_get,   fs_del, fs_version,
-                                        fs_wait, fs_check, fs_close};
+static const struct store_ops fs_ops = {fs_put,        fs_get,        fs_del,         fs_version,
+                                        fs_wait,       fs_watch_open, fs_watch_next, fs_watch_close,
+                                        fs_check,      fs_close};
 
 int store_fs_open(const struct config *c, const struct store_ops **ops, void **impl,
                   char err[FR_ERR_LEN])
@@ -244,6 +314,7 @@ int store_fs_open(const struct config *c, const struct store_ops **ops, void **i
     snprintf(f->root, sizeof f->root, "%s/objects", c->data_dir);
     snprintf(f->in, sizeof f->in, "%s", c->s3_in_bucket);
     snprintf(f->out, sizeof f->out, "%s", c->s3_out_bucket);
+    f->sync = !strcmp(c->durability, "power");
     int rc = 0;
     const char *buckets[2] = {f->in, f->out};
     for (int i = 0; i < 2 && !rc; i++) {

@@ -132,7 +132,8 @@ static void s3_close(void *impl)
     free(s);
 }
 
-static const struct store_ops s3_ops = {s3_put, s3_get, s3_del, s3_version, NULL, s3_check, s3_close};
+static const struct store_ops s3_ops = {s3_put, s3_get, s3_del, s3_version, NULL,
+                                        NULL,   NULL,   NULL,   s3_check,   s3_close};
 
 int store_s3_open(const struct config *c, const struct store_ops **ops, void **impl,
                   char err[FR_ERR_LEN])

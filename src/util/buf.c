@@ -35,6 +35,18 @@ static int reserve(struct buf *b, size_t n)
     return 0;
 }
 
+int buf_reserve(struct buf *b, size_t n)
+{
+    if (b->err) return b->err;
+    if (n > b->max - b->len) return FR_ETOOBIG;
+    if (b->len + n + 1 <= b->cap) return 0;
+    char *d = realloc(b->data, b->len + n + 1);
+    if (!d) return FR_ENOMEM;
+    b->data = d;
+    b->cap = b->len + n + 1;
+    return 0;
+}
+
 int buf_append(struct buf *b, const void *p, size_t n)
 {
     int rc = reserve(b, n);

@@ -19,6 +19,10 @@ struct buf {
 void buf_init(struct buf *b, size_t max);
 void buf_free(struct buf *b);
 
+/* Makes room for n more bytes at once (no copy as they are appended). Returns 0, FR_ETOOBIG past
+ * the maximum (nothing changes then, and the buffer stays usable), FR_ENOMEM. */
+int buf_reserve(struct buf *b, size_t n);
+
 int buf_append(struct buf *b, const void *p, size_t n);
 int buf_printf(struct buf *b, const char *fmt, ...) FR_PRINTF(2, 3);
 

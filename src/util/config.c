@@ -41,6 +41,9 @@ static const struct var vars[] = {
      "bucket of results, keys {job_id}"},
     {"SQS_REQ_QUEUE_NAME", STR(sqs_req_queue_name), "request-queue", 0, 0, NULL,
      "queue of jobs, bodies {job_id}_{filename}"},
+    {"DURABILITY", STR(durability), "power", 0, 0, "power|process",
+     "embedded backend: power (an accepted job and a written result survive power loss: fsync "
+     "before answering) or process (they survive any process crash, not an OS crash: no fsync)"},
     {"SQS_WAIT_TIME_SECONDS", INT(sqs_wait_time_seconds), "10", 0, 20, NULL,
      "long-poll wait of a worker's receive"},
     {"SQS_VISIBILITY_TIMEOUT_SECONDS", INT(sqs_visibility_timeout_seconds), "60", 1, 43200, NULL,

@@ -21,6 +21,7 @@ struct config {
     char s3_in_bucket[64];
     char s3_out_bucket[64];
     char sqs_req_queue_name[81];
+    char durability[16]; /* "power" or "process" (embedded backend) */
     int sqs_wait_time_seconds;
     int sqs_visibility_timeout_seconds;
     int max_receives;
