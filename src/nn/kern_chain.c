@@ -16,7 +16,19 @@
  * and window tap, PB loads and OB broadcast weights feed PB * OB multiply-adds (8 x 3 reaches
  * the FMA units' peak on this machine; more outputs per pass spill registers). Measured on the
  * 640x480 pyramid (1 thread): rows rounded up to 16 pixels each, 4.6 ms; as spans of 8 rows,
- * first layer 32 columns per step, 4.1-4.2 ms; the 3x3 tiles are ~70% of it, at ~215 GFLOPS. */
+ * first layer 32 columns per step, 4.1-4.2 ms; the 3x3 tiles are ~70% of it, at ~215 GFLOPS.
+ *
+ * With bf16 (the net opened so, on a CPU with AVX512_BF16) the 3x3 convolutions after the first
+ * multiply bfloat16 copies of their inputs and weights and sum in float32: the rows they read
+ * hold channel pairs, one 32-bit lane per pixel (channel 2i in its lower half), so that a tap of
+ * a pair is one VDPBF16PS (32 products) with a broadcast weight pair where float32 takes two
+ * FMAs (16 each). The first layer's pooled row is packed so after its float32 pass, the others
+ * pack their outputs as they store them (cvtne2ps + one word permute); the last one stores
+ * floats, and the heads stay float32. Alternating with the float32 build, 6 runs each (bench nn,
+ * 1 thread, medians): 4.31 -> 2.74 ms (minimums 4.11 -> 2.67), the 3x3 tiles 2.2x faster; P-Net's
+ * probabilities within 1.31e-2 of the golden reference (float32: 2e-6). The heads in bfloat16
+ * too (the last convolution packing pairs) were ~0.15 ms faster but moved the probabilities by
+ * 1.77e-2, near test_nn_golden's 2e-2: not kept. The first layer is then ~25% of the time. */
 #include "nn/kern_chain.h"
 
 #include <immintrin.h>
