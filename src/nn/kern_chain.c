@@ -69,14 +69,12 @@ struct nn_chain {
     int bf16; /* the 3x3 convolutions after the first in bfloat16 products: the rows they read
                * (layers 0 .. S - 1) hold channel pairs; planes[r]: planes of layer r's rows */
     int planes[MAX_CONVS + 1];
-    int bf16_first; /* the first layer too (3 inputs, 5 outputs per pass): first_pass_bf */
     /* a part's scratch: the input ring (4 rows of C0 planes of cs_in floats), then per layer
      * (the first one pooled) SPAN + 2 rows of PW floats in each of its Op planes (ps floats
      * apart), then the heads' staging: 8 planes of SPAN rows (hs floats apart) */
     ptrdiff_t cs_in, ps, hs;
     size_t off[MAX_CONVS + 2], part_floats;
     size_t off_first; /* bf16: the first layer's pooled row in float planes (PWs apart) */
-    size_t off_in;    /* bf16_first: an input row's float planes (cs_in + 16 apart) */
     ptrdiff_t PWs;
     float *scratch;
     int parts;
@@ -220,27 +218,6 @@ static int load_pairs(struct layer *l, int k)
     return 0;
 }
 
-/* The first layer's weights (3 inputs) as the pairs first_pass_bf reads: per window row, channels
- * 0-1 at kx 0, 1 and 2, channel 2 at kx 0-1, channel 2 at kx 2 and zero. Returns 0 or FR_ENOMEM
- * (the caller frees l's arrays). */
-static int load_first_pairs(struct layer *l)
-{
-    if (!(l->wb = nn_alloc_aligned((size_t)3 * 5 * l->Op * sizeof(uint32_t)))) return FR_ENOMEM;
-    for (int ky = 0; ky < 3; ky++)
-        for (int o = 0; o < l->Op; o++) {
-            const float *w = l->w + (size_t)ky * 3 * 3 * l->Op + o; /* [c][kx][Op] */
-#define W_(ch, kx) to_bf16(w[((size_t)(ch) * 3 + (kx)) * l->Op])
-            uint32_t *d = l->wb + (size_t)ky * 5 * l->Op + o;
-            d[0] = W_(0, 0) | W_(1, 0) << 16;
-            d[l->Op] = W_(0, 1) | W_(1, 1) << 16;
-            d[2 * l->Op] = W_(0, 2) | W_(1, 2) << 16;
-            d[3 * l->Op] = W_(2, 0) | W_(2, 1) << 16;
-            d[4 * l->Op] = W_(2, 2);
-#undef W_
-        }
-    return 0;
-}
-
 static size_t round16(size_t n)
 {
     return (n + 15) & ~(size_t)15;
@@ -365,8 +342,6 @@ int nn_chain_claim(const struct nn_graph *g, const struct nn_shape *shapes, cons
         int Op = r == 0 ? c->first.Op : c->convs[r - 1].Op;
         c->planes[r] = bf16 && r < S ? (Op + 1) / 2 : Op;
     }
-    c->bf16_first = bf16 && c->C0 == 3 && c->ob0 == 5;
-    if (c->bf16_first && !rc) rc = load_first_pairs(&c->first);
     /* scratch layout of one part */
     c->cs_in = (ptrdiff_t)round16((size_t)c->W) + SLACK;
     c->ps = (ptrdiff_t)round16((size_t)(SPAN + 2) * c->PW + SLACK);
@@ -381,8 +356,6 @@ int nn_chain_claim(const struct nn_graph *g, const struct nn_shape *shapes, cons
     c->PWs = (ptrdiff_t)round16((size_t)c->PW);
     c->off_first = at;
     if (bf16) at += (size_t)c->first.Op * (size_t)c->PWs;
-    c->off_in = at;
-    if (c->bf16_first) at += 3 * ((size_t)c->cs_in + LANES) + LANES;
     c->part_floats = round16(at);
     c->parts = 0;
     if (!rc) rc = nn_chain_set_parts(c, 1);
@@ -423,42 +396,14 @@ struct cursor {
     int base[MAX_CONVS + 1], next[MAX_CONVS + 2];
 };
 
-/* Two float planes lo and hi as bfloat16 pairs, 16 pixels per register, hi in
- * each lane's upper half. */
-AVX512BF16 INLINE __m512i pack_pair(__m512 lo, __m512 hi)
-{
-    /* cvtne2ps puts lo's 16 values then hi's: interleave them */
-    const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9,
-                                         24, 8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1,
-                                         16, 0);
-    return _mm512_permutexvar_epi16(idx, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
-}
-
-/* The three float planes of an input row (ds = cs_in + 16 floats apart, zeros past the
- * picture) at d as the two planes of pairs first_pass_bf reads, at ring. */
-AVX512BF16 static void pack_input(const struct nn_chain *c, const float *d, float *ring)
-{
-    const ptrdiff_t ds = c->cs_in + LANES;
-    for (ptrdiff_t j = 0; j < c->cs_in; j += LANES) {
-        const float *f = d + j;
-        _mm512_storeu_si512(ring + j, pack_pair(_mm512_loadu_ps(f), _mm512_loadu_ps(f + ds)));
-        _mm512_storeu_si512(ring + c->cs_in + j,
-                            pack_pair(_mm512_loadu_ps(f + 2 * ds), _mm512_loadu_ps(f + 2 * ds + 1)));
-    }
-}
-
-/* Input row iy of the image as C0 planes, from the ring or de-interleaved into it; with
- * bf16_first, de-interleaved into float planes aside and packed into the ring as the two planes
- * of pairs first_pass_bf reads. */
+/* Input row iy of the image as C0 planes, from the ring or de-interleaved into it. */
 AVX512 static const float *input_row(struct cursor *cu, int iy)
 {
     const struct nn_chain *c = cu->c;
     const int C = c->C0, W = c->W;
-    float *ring = cu->s + (size_t)(iy & 3) * C * c->cs_in;
-    if (cu->tag[iy & 3] == iy) return ring;
+    float *d = cu->s + (size_t)(iy & 3) * C * c->cs_in;
+    if (cu->tag[iy & 3] == iy) return d;
     cu->tag[iy & 3] = iy;
-    float *d = c->bf16_first ? cu->s + c->off_in : ring;
-    const ptrdiff_t ds = c->bf16_first ? c->cs_in + LANES : c->cs_in;
     const float *x = cu->x + ((size_t)cu->n * c->H + iy) * W * C;
     /* the row after the next comes from memory while this one and the next are used */
     if (iy + 2 < c->H)
@@ -479,55 +424,19 @@ AVX512 static const float *input_row(struct cursor *cu, int iy)
                 __m512 v = _mm512_permutex2var_ps(v0, idx, v1);
                 v = _mm512_mask_permutexvar_ps(v, hi, _mm512_sub_epi32(idx, _mm512_set1_epi32(32)),
                                                v2);
-                _mm512_storeu_ps(d + ch * ds + ix, v);
+                _mm512_storeu_ps(d + ch * c->cs_in + ix, v);
             }
         }
     }
     for (; ix < W; ix++)
         for (int ch = 0; ch < C; ch++)
-            d[ch * ds + ix] = x[(size_t)ix * C + ch];
-    if (c->bf16_first) pack_input(c, d, ring);
-    return ring;
+            d[ch * c->cs_in + ix] = x[(size_t)ix * C + ch];
+    return d;
 }
 
 AVX512 INLINE __m512 prelu(__m512 v, __m512 slope)
 {
     return _mm512_mask_mul_ps(v, _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ), v, slope);
-}
-
-/* The first layer's epilogue for columns b * 32 .. b * 32 + 31 of both convolution rows (A, B:
- * the sums of outputs [ob, ob + T)): PReLU, pool, the pooled row into float planes dps apart at
- * dst. */
-AVX512 INLINE void first_pool(const struct nn_chain *c, __m512 A[2][5], __m512 B[2][5], int ob,
-                              int b, float *dst, ptrdiff_t dps, int T)
-{
-    const struct layer *l = &c->first;
-    const int col = b * 2 * LANES;
-    const __m512i even =
-        _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
-    const __m512i odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
-    /* columns past the convolution's output take no part in the pool; pooled columns past the
-     * picture are not stored (they would land on the next row) */
-    int cols = c->W0 - col, left = c->PW - b * LANES;
-    __mmask16 past0 = cols < LANES ? (__mmask16)(0xffffu << cols) : 0;
-    __mmask16 past1 =
-        cols < 2 * LANES ? (__mmask16)(0xffffu << (cols > LANES ? cols - LANES : 0)) : 0;
-    __mmask16 keep = left >= LANES ? 0xffff : (__mmask16)((1u << left) - 1);
-    const __m512 ninf = _mm512_set1_ps(-INFINITY);
-#pragma GCC unroll 5
-    for (int o = 0; o < T; o++) {
-        __m512 s = _mm512_set1_ps(l->slope[ob + o]);
-        if (c->prelu_first) {
-            A[0][o] = prelu(A[0][o], s), A[1][o] = prelu(A[1][o], s);
-            B[0][o] = prelu(B[0][o], s), B[1][o] = prelu(B[1][o], s);
-        }
-        __m512 m0 = _mm512_mask_mov_ps(_mm512_max_ps(A[0][o], B[0][o]), past0, ninf);
-        __m512 m1 = _mm512_mask_mov_ps(_mm512_max_ps(A[1][o], B[1][o]), past1, ninf);
-        __m512 m = _mm512_max_ps(_mm512_permutex2var_ps(m0, even, m1),
-                                 _mm512_permutex2var_ps(m0, odd, m1));
-        if (!c->prelu_first) m = prelu(m, s);
-        _mm512_mask_storeu_ps(dst + (ob + o) * dps + b * LANES, keep, m);
-    }
 }
 
 /* The first layer for outputs [ob, ob + T) of pooled row p from C input planes: both
@@ -540,6 +449,9 @@ AVX512 INLINE void first_pass(const struct nn_chain *c, const float *const *ra,
     const struct layer *l = &c->first;
     const int nb = (c->W0 + 2 * LANES - 1) / (2 * LANES);
     const ptrdiff_t cs = c->cs_in;
+    const __m512i even =
+        _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
     for (int b = 0; b < nb; b++) {
         const int col = b * 2 * LANES;
         __m512 A[2][5], B[2][5];
@@ -565,54 +477,29 @@ AVX512 INLINE void first_pass(const struct nn_chain *c, const float *const *ra,
                     }
                 }
             }
-        first_pool(c, A, B, ob, b, dst, dps, T);
-    }
-}
-
-/* first_pass in bfloat16 products, for 3 input channels held as two planes of pairs per row:
- * channels 0 and 1 of a pixel, and channel 2 of a pixel and of the next one. A window row is
- * then 5 pairs (0-1 at kx 0, 1, 2; 2 at kx 0-1; 2 at kx 2 with a zero weight) where float32
- * takes 9 multiply-adds; weights wb: [ky][5][Op]. */
-AVX512BF16 INLINE void first_pass_bf(const struct nn_chain *c, const float *const *ra,
-                                     const float *const *rb, int ob, float *dst, ptrdiff_t dps)
-{
-    const struct layer *l = &c->first;
-    const int nb = (c->W0 + 2 * LANES - 1) / (2 * LANES), T = 5;
-    const ptrdiff_t cs = c->cs_in;
-    static const int plane[5] = {0, 0, 0, 1, 1}, dx[5] = {0, 1, 2, 0, 2};
-    for (int b = 0; b < nb; b++) {
-        const int col = b * 2 * LANES;
-        __m512 A[2][5], B[2][5];
-        for (int o = 0; o < T; o++)
-            A[0][o] = A[1][o] = B[0][o] = B[1][o] = _mm512_set1_ps(l->bias[ob + o]);
-#pragma GCC unroll 3
-        for (int ky = 0; ky < 3; ky++)
+        /* columns past the convolution's output take no part in the pool; pooled columns
+         * past the picture are not stored (they would land on the next row) */
+        int cols = c->W0 - col, left = c->PW - b * LANES;
+        __mmask16 past0 = cols < LANES ? (__mmask16)(0xffffu << cols) : 0;
+        __mmask16 past1 =
+            cols < 2 * LANES ? (__mmask16)(0xffffu << (cols > LANES ? cols - LANES : 0)) : 0;
+        __mmask16 keep = left >= LANES ? 0xffff : (__mmask16)((1u << left) - 1);
+        const __m512 ninf = _mm512_set1_ps(-INFINITY);
 #pragma GCC unroll 5
-            for (int i = 0; i < 5; i++) {
-                const float *pa = ra[ky] + plane[i] * cs + col + dx[i];
-                const float *pb = rb[ky] + plane[i] * cs + col + dx[i];
-                const uint32_t *ws = l->wb + (size_t)(ky * 5 + i) * l->Op + ob;
-                __m512bh va0 = (__m512bh)_mm512_loadu_si512(pa);
-                __m512bh va1 = (__m512bh)_mm512_loadu_si512(pa + LANES);
-                __m512bh vb0 = (__m512bh)_mm512_loadu_si512(pb);
-                __m512bh vb1 = (__m512bh)_mm512_loadu_si512(pb + LANES);
-#pragma GCC unroll 5
-                for (int o = 0; o < T; o++) {
-                    __m512bh wv = (__m512bh)_mm512_set1_epi32((int)ws[o]);
-                    A[0][o] = _mm512_dpbf16_ps(A[0][o], va0, wv);
-                    A[1][o] = _mm512_dpbf16_ps(A[1][o], va1, wv);
-                    B[0][o] = _mm512_dpbf16_ps(B[0][o], vb0, wv);
-                    B[1][o] = _mm512_dpbf16_ps(B[1][o], vb1, wv);
-                }
+        for (int o = 0; o < T; o++) {
+            __m512 s = _mm512_set1_ps(l->slope[ob + o]);
+            if (c->prelu_first) {
+                A[0][o] = prelu(A[0][o], s), A[1][o] = prelu(A[1][o], s);
+                B[0][o] = prelu(B[0][o], s), B[1][o] = prelu(B[1][o], s);
             }
-        first_pool(c, A, B, ob, b, dst, dps, T);
+            __m512 m0 = _mm512_mask_mov_ps(_mm512_max_ps(A[0][o], B[0][o]), past0, ninf);
+            __m512 m1 = _mm512_mask_mov_ps(_mm512_max_ps(A[1][o], B[1][o]), past1, ninf);
+            __m512 m = _mm512_max_ps(_mm512_permutex2var_ps(m0, even, m1),
+                                     _mm512_permutex2var_ps(m0, odd, m1));
+            if (!c->prelu_first) m = prelu(m, s);
+            _mm512_mask_storeu_ps(dst + (ob + o) * dps + b * LANES, keep, m);
+        }
     }
-}
-
-AVX512BF16 static void first5_bf(const struct nn_chain *c, const float *const *ra,
-                                 const float *const *rb, int ob, float *dst, ptrdiff_t dps)
-{
-    first_pass_bf(c, ra, rb, ob, dst, dps);
 }
 
 typedef void first_fn(const struct nn_chain *c, const float *const *ra, const float *const *rb,
@@ -631,6 +518,17 @@ FIRST(first5_rgb, 5, 3) /* P-Net's: the whole window unrolled */
 static float *row_at(const struct cursor *cu, int r, int row)
 {
     return cu->s + cu->c->off[r] + (size_t)(row - cu->base[r]) * cu->c->PW;
+}
+
+/* Two float planes lo and hi (NULL: zeros) as bfloat16 pairs, 16 pixels per register, hi in
+ * each lane's upper half. */
+AVX512BF16 INLINE __m512i pack_pair(__m512 lo, __m512 hi)
+{
+    /* cvtne2ps puts lo's 16 values then hi's: interleave them */
+    const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9,
+                                         24, 8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1,
+                                         16, 0);
+    return _mm512_permutexvar_epi16(idx, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
 }
 
 /* The first layer's pooled row (float planes PWs apart at f) as channel pairs at dst. */
@@ -664,7 +562,6 @@ AVX512 static void first_row(struct cursor *cu, int p)
         return;
     }
     float *stage = cu->s + c->off_first;
-    if (c->bf16_first) f = first5_bf;
     for (int ob = 0; ob < c->first.Op; ob += c->ob0)
         f(c, ra, rb, ob, stage, c->PWs);
     first_pairs(c, stage, dst);
