@@ -415,9 +415,10 @@ static void test_conv_bf16_kernel(int iter)
 
 /* P-Net's body as one chain (kern_chain.h): a 3x3 convolution with PReLU (slopes of either sign)
  * and a 2x2 pool (SAME or VALID, odd and even sizes), one to three 3x3 convolutions with or
- * without their PReLU, then one or two 1x1 heads, each with or without a sigmoid; on one thread and on three (rows split
- * unevenly, each piece starting its rings afresh); in float32, or with bf16 its layers after
- * the first in bfloat16 products (odd channel counts too: a pair's upper half padded). */
+ * without their PReLU, then one or two 1x1 heads, each with or without a sigmoid; on one thread
+ * and on three (rows split unevenly, each piece starting its rings afresh); in float32, or with
+ * bf16 its 3x3 layers after the first in bfloat16 products (odd channel counts too: a pair's
+ * upper half padded), within 2e-2. */
 /* Weights of a chain scaled by 1 / sqrt(fan-in), as trained nets have them: activations stay
  * near 1 through the layers instead of growing by ~sqrt(9 C) per layer (logits in the
  * thousands would make a sigmoid's output hinge on float rounding). */

@@ -28,7 +28,11 @@
  * 1 thread, medians): 4.31 -> 2.74 ms (minimums 4.11 -> 2.67), the 3x3 tiles 2.2x faster; P-Net's
  * probabilities within 1.31e-2 of the golden reference (float32: 2e-6). The heads in bfloat16
  * too (the last convolution packing pairs) were ~0.15 ms faster but moved the probabilities by
- * 1.77e-2, near test_nn_golden's 2e-2: not kept. The first layer is then ~25% of the time. */
+ * 1.77e-2, near test_nn_golden's 2e-2: not kept. The first layer is then ~25% of the time; in
+ * bfloat16 as well (inputs as pairs of channels 0-1 and of channel 2 at two neighbouring
+ * pixels: 5 products per window row instead of 9) it took 2.75 -> 2.43 ms, but rounding the
+ * inputs to 8 bits moved the probabilities by 1.83e-2: not kept either (commit 6a2e153). On 2
+ * threads: 2.23 -> 1.46 ms. */
 #include "nn/kern_chain.h"
 
 #include <immintrin.h>
@@ -65,7 +69,7 @@ struct nn_chain {
     int prelu_first;             /* a negative slope: the PReLU does not commute with the pool */
     int ob0;                     /* outputs per pass of the first layer (4 or 5) */
     struct layer first, convs[MAX_CONVS], heads;
-    int S; /* convolutions after the first */
+    int S;    /* convolutions after the first */
     int bf16; /* the 3x3 convolutions after the first in bfloat16 products: the rows they read
                * (layers 0 .. S - 1) hold channel pairs; planes[r]: planes of layer r's rows */
     int planes[MAX_CONVS + 1];
@@ -525,9 +529,8 @@ static float *row_at(const struct cursor *cu, int r, int row)
 AVX512BF16 INLINE __m512i pack_pair(__m512 lo, __m512 hi)
 {
     /* cvtne2ps puts lo's 16 values then hi's: interleave them */
-    const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9,
-                                         24, 8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1,
-                                         16, 0);
+    const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24,
+                                         8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
     return _mm512_permutexvar_epi16(idx, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
 }
 
@@ -722,13 +725,11 @@ static void conv_span(struct cursor *cu, int r, int q, int g)
         for (int b = 0, pb; b < nb; b += pb) {
             pb = tile_blocks(nb - b);
             if (c->bf16 && r == c->S)
-                tiles3bff[pb - 1](in, c->ps, l->C2, l->wb + ob, l->Op, l->bias + ob,
-                                  l->slope + ob, dst + (size_t)ob * c->ps + b * LANES, c->ps,
-                                  b * LANES);
+                tiles3bff[pb - 1](in, c->ps, l->C2, l->wb + ob, l->Op, l->bias + ob, l->slope + ob,
+                                  dst + (size_t)ob * c->ps + b * LANES, c->ps, b * LANES);
             else if (c->bf16)
-                tiles3bf[pb - 1](in, c->ps, l->C2, l->wb + ob, l->Op, l->bias + ob,
-                                 l->slope + ob, dst + (size_t)ob / 2 * c->ps + b * LANES, c->ps,
-                                 b * LANES);
+                tiles3bf[pb - 1](in, c->ps, l->C2, l->wb + ob, l->Op, l->bias + ob, l->slope + ob,
+                                 dst + (size_t)ob / 2 * c->ps + b * LANES, c->ps, b * LANES);
             else
                 tiles3[pb - 1](in, c->ps, l->C, l->w + ob, l->Op, l->bias + ob, l->slope + ob,
                                dst + (size_t)ob * c->ps + b * LANES, c->ps, b * LANES);
