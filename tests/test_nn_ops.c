@@ -415,8 +415,10 @@ static void test_conv_bf16_kernel(int iter)
 
 /* P-Net's body as one chain (kern_chain.h): a 3x3 convolution with PReLU (slopes of either sign)
  * and a 2x2 pool (SAME or VALID, odd and even sizes), one to three 3x3 convolutions with or
- * without their PReLU, then one or two 1x1 heads, each with or without a sigmoid; on one thread and on three (rows split
- * unevenly, each piece starting its rings afresh). */
+ * without their PReLU, then one or two 1x1 heads, each with or without a sigmoid; on one thread
+ * and on three (rows split unevenly, each piece starting its rings afresh); in float32, or with
+ * bf16 its 3x3 layers after the first in bfloat16 products (odd channel counts too: a pair's
+ * upper half padded), within 2e-2. */
 /* Weights of a chain scaled by 1 / sqrt(fan-in), as trained nets have them: activations stay
  * near 1 through the layers instead of growing by ~sqrt(9 C) per layer (logits in the
  * thousands would make a sigmoid's output hinge on float rounding). */
@@ -429,7 +431,7 @@ static int chain_weights(struct nn_graph *g, int o, int k, int c)
     return t;
 }
 
-static void test_chain(int iter)
+static void test_chain(int iter, int bf16)
 {
     int c0 = rint_(1, 4), convs = rint_(1, 3), two = rint_(0, 1);
     int h = rint_(4 * convs + 4, 4 * convs + 30), w = rint_(4 * convs + 4, 4 * convs + 70);
@@ -437,7 +439,8 @@ static void test_chain(int iter)
     g->nodes = realloc(g->nodes, 20 * sizeof *g->nodes);
     int o = rint_(1, 12), c = c0, x = g->inputs[0], nodes = 0;
     char what[200];
-    int len = snprintf(what, sizeof what, "chain #%d in %dx%dx%d: %d", iter, h, w, c0, o);
+    int len = snprintf(what, sizeof what, "chain%s #%d in %dx%dx%d: %d", bf16 ? " bf16" : "", iter,
+                       h, w, c0, o);
     for (int layer = 0; layer <= convs; layer++) {
         int wt = chain_weights(g, o, 3, c);
         int b = add_tensor(g, (struct nn_shape){1, {o}}, 1);
@@ -466,10 +469,8 @@ static void test_chain(int iter)
     }
     g->noutputs = 1 + two;
     snprintf(what + len, sizeof what - (size_t)len, " heads %d+%d", o0, o1);
-    expect_claim(g, 0, nodes, what);
-    threads = iter % 2 ? 3 : 1;
-    compare(g, what);
-    threads = 1;
+    expect_claim_with(g, 0, bf16, nodes, what);
+    compare_with(g, what, bf16, iter % 2 ? 3 : 1, bf16 ? 2e-2 : 1e-4);
 }
 
 /* Ops XNNPACK lacks: the net falls back to the reference kernels and still runs. */
@@ -545,7 +546,9 @@ int main(void)
     for (int i = 0; i < 60; i++)
         test_conv_bf16_kernel(i);
     for (int i = 0; i < 40; i++)
-        test_chain(i);
+        test_chain(i, 0);
+    for (int i = 0; i < 40; i++)
+        test_chain(i, 1);
     test_fallback();
     return check_done();
 }

@@ -478,8 +478,9 @@ int nn_kern_claim(const struct nn_graph *g, const struct nn_shape *shapes, const
     if (!k) return FR_ENOMEM;
     k->parts = 1;
     /* a whole P-Net body first: its first convolution would otherwise go to the narrow kernel */
+    int chain_bf16 = bf16 && nn_kern_bf16_available();
     int rc = nd->op == NN_OP_CONV_2D
-                 ? nn_chain_claim(g, shapes, readers, taken, n, &k->chain, nodes, count)
+                 ? nn_chain_claim(g, shapes, readers, taken, n, chain_bf16, &k->chain, nodes, count)
                  : 0;
     if (rc > 0) {
         k->kind = KIND_CHAIN;

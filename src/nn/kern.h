@@ -32,7 +32,10 @@
  *     6.3 ms on one thread (bench nn), of which 1.6 ms the narrow first layer, 4.1 ms XNNPACK's
  *     conv2 + conv3, 0.5 ms the narrow heads; with it 4.2 ms (2 threads: 4.4 -> 2.3 ms), the
  *     3x3 tiles at about the FMA units' peak. The plan is then one kernel (nn_plan_streams) and
- *     tall levels run whole rather than in bands.
+ *     tall levels run whole rather than in bands. With bf16 (and AVX512_BF16) its 3x3
+ *     convolutions after the first run in bfloat16 products on channel pairs (the first layer
+ *     and the heads stay float32): 4.3 -> 2.7 ms on one thread, 2.2 -> 1.5 ms on two (medians
+ *     alternating builds), probabilities within 1.3e-2 of float32.
  *
  * A kernel replaces one to four nodes of a graph at one set of shapes; the plan (plan.h) runs it
  * between XNNPACK segments. Kernels use AVX-512 and are offered only on CPUs that have it

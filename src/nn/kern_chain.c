@@ -16,15 +16,33 @@
  * and window tap, PB loads and OB broadcast weights feed PB * OB multiply-adds (8 x 3 reaches
  * the FMA units' peak on this machine; more outputs per pass spill registers). Measured on the
  * 640x480 pyramid (1 thread): rows rounded up to 16 pixels each, 4.6 ms; as spans of 8 rows,
- * first layer 32 columns per step, 4.1-4.2 ms; the 3x3 tiles are ~70% of it, at ~215 GFLOPS. */
+ * first layer 32 columns per step, 4.1-4.2 ms; the 3x3 tiles are ~70% of it, at ~215 GFLOPS.
+ *
+ * With bf16 (the net opened so, on a CPU with AVX512_BF16) the 3x3 convolutions after the first
+ * multiply bfloat16 copies of their inputs and weights and sum in float32: the rows they read
+ * hold channel pairs, one 32-bit lane per pixel (channel 2i in its lower half), so that a tap of
+ * a pair is one VDPBF16PS (32 products) with a broadcast weight pair where float32 takes two
+ * FMAs (16 each). The first layer's pooled row is packed so after its float32 pass, the others
+ * pack their outputs as they store them (cvtne2ps + one word permute); the last one stores
+ * floats, and the heads stay float32. Alternating with the float32 build, 6 runs each (bench nn,
+ * 1 thread, medians): 4.31 -> 2.74 ms (minimums 4.11 -> 2.67), the 3x3 tiles 2.2x faster; P-Net's
+ * probabilities within 1.31e-2 of the golden reference (float32: 2e-6). The heads in bfloat16
+ * too (the last convolution packing pairs) were ~0.15 ms faster but moved the probabilities by
+ * 1.77e-2, near test_nn_golden's 2e-2: not kept. The first layer is then ~25% of the time; in
+ * bfloat16 as well (inputs as pairs of channels 0-1 and of channel 2 at two neighbouring
+ * pixels: 5 products per window row instead of 9) it took 2.75 -> 2.43 ms, but rounding the
+ * inputs to 8 bits moved the probabilities by 1.83e-2: not kept either (commit 6a2e153). On 2
+ * threads: 2.23 -> 1.46 ms. */
 #include "nn/kern_chain.h"
 
 #include <immintrin.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define AVX512 __attribute__((target("avx512f")))
+#define AVX512BF16 __attribute__((target("avx512f,avx512bw,avx512bf16")))
 #define INLINE static inline __attribute__((always_inline))
 
 #define LANES 16
@@ -39,6 +57,8 @@ struct layer {
     int H, W;            /* output size */
     float *w;            /* [ky][c][kx][Op] (1x1 heads: [c][Op]) */
     float *bias, *slope; /* [Op]; slope 1 where there is no PReLU */
+    int C2;              /* bf16: input channel pairs, the last one padded with a zero weight */
+    uint32_t *wb;        /* bf16: [ky][c2][kx][Op], channel 2 c2 in the low half, 2 c2 + 1 high */
 };
 
 struct nn_chain {
@@ -49,12 +69,17 @@ struct nn_chain {
     int prelu_first;             /* a negative slope: the PReLU does not commute with the pool */
     int ob0;                     /* outputs per pass of the first layer (4 or 5) */
     struct layer first, convs[MAX_CONVS], heads;
-    int S; /* convolutions after the first */
+    int S;    /* convolutions after the first */
+    int bf16; /* the 3x3 convolutions after the first in bfloat16 products: the rows they read
+               * (layers 0 .. S - 1) hold channel pairs; planes[r]: planes of layer r's rows */
+    int planes[MAX_CONVS + 1];
     /* a part's scratch: the input ring (4 rows of C0 planes of cs_in floats), then per layer
      * (the first one pooled) SPAN + 2 rows of PW floats in each of its Op planes (ps floats
      * apart), then the heads' staging: 8 planes of SPAN rows (hs floats apart) */
     ptrdiff_t cs_in, ps, hs;
     size_t off[MAX_CONVS + 2], part_floats;
+    size_t off_first; /* bf16: the first layer's pooled row in float planes (PWs apart) */
+    ptrdiff_t PWs;
     float *scratch;
     int parts;
 };
@@ -66,7 +91,7 @@ void nn_chain_free(struct nn_chain *c)
     for (int i = 0; i < MAX_CONVS; i++)
         ls[2 + i] = &c->convs[i];
     for (int i = 0; i < 2 + MAX_CONVS; i++)
-        free(ls[i]->w), free(ls[i]->bias), free(ls[i]->slope);
+        free(ls[i]->w), free(ls[i]->bias), free(ls[i]->slope), free(ls[i]->wb);
     free(c->scratch);
     free(c);
 }
@@ -169,14 +194,42 @@ static int load_layer(const struct nn_graph *g, const struct nn_shape *shapes,
     return 0;
 }
 
+/* float32 to bfloat16, rounding to nearest even (weights only: no NaNs in them). */
+static uint32_t to_bf16(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return u >> 16;
+}
+
+/* l's float weights (k x k) as bfloat16 channel pairs into l->wb. Returns 0 or FR_ENOMEM (the
+ * caller frees l's arrays). */
+static int load_pairs(struct layer *l, int k)
+{
+    l->C2 = (l->C + 1) / 2;
+    if (!(l->wb = nn_alloc_aligned((size_t)k * k * l->C2 * l->Op * sizeof(uint32_t))))
+        return FR_ENOMEM;
+    for (int ky = 0; ky < k; ky++)
+        for (int c2 = 0; c2 < l->C2; c2++)
+            for (int kx = 0; kx < k; kx++)
+                for (int o = 0; o < l->Op; o++) {
+                    const float *w = l->w + (((size_t)ky * l->C + 2 * c2) * k + kx) * l->Op + o;
+                    uint32_t hi = 2 * c2 + 1 < l->C ? to_bf16(w[(size_t)k * l->Op]) : 0;
+                    l->wb[(((size_t)ky * l->C2 + c2) * k + kx) * l->Op + o] =
+                        to_bf16(w[0]) | hi << 16;
+                }
+    return 0;
+}
+
 static size_t round16(size_t n)
 {
     return (n + 15) & ~(size_t)15;
 }
 
 int nn_chain_claim(const struct nn_graph *g, const struct nn_shape *shapes, const int *readers,
-                   const char *taken, int n, struct nn_chain **out, int nodes[NN_CHAIN_MAX_NODES],
-                   int *count)
+                   const char *taken, int n, int bf16, struct nn_chain **out,
+                   int nodes[NN_CHAIN_MAX_NODES], int *count)
 {
     *out = NULL;
     *count = 0;
@@ -286,18 +339,27 @@ int nn_chain_claim(const struct nn_graph *g, const struct nn_shape *shapes, cons
     }
     for (int o = 0; o < O0 && !rc; o++)
         c->prelu_first |= c->first.slope[o] < 0.0f;
+    c->bf16 = bf16;
+    for (int i = 0; i < S && bf16 && !rc; i++)
+        rc = load_pairs(&c->convs[i], 3);
+    for (int r = 0; r <= S; r++) {
+        int Op = r == 0 ? c->first.Op : c->convs[r - 1].Op;
+        c->planes[r] = bf16 && r < S ? (Op + 1) / 2 : Op;
+    }
     /* scratch layout of one part */
     c->cs_in = (ptrdiff_t)round16((size_t)c->W) + SLACK;
     c->ps = (ptrdiff_t)round16((size_t)(SPAN + 2) * c->PW + SLACK);
     c->hs = (ptrdiff_t)round16((size_t)SPAN * c->PW + SLACK);
     size_t at = 4 * (size_t)c->C0 * (size_t)c->cs_in;
     for (int r = 0; r <= S; r++) {
-        const struct layer *l = r == 0 ? &c->first : &c->convs[r - 1];
         c->off[r] = at;
-        at += (size_t)l->Op * (size_t)c->ps;
+        at += (size_t)c->planes[r] * (size_t)c->ps;
     }
     c->off[S + 1] = at;
     at += (size_t)OB * (size_t)c->hs;
+    c->PWs = (ptrdiff_t)round16((size_t)c->PW);
+    c->off_first = at;
+    if (bf16) at += (size_t)c->first.Op * (size_t)c->PWs;
     c->part_floats = round16(at);
     c->parts = 0;
     if (!rc) rc = nn_chain_set_parts(c, 1);
@@ -385,7 +447,8 @@ AVX512 INLINE __m512 prelu(__m512 v, __m512 slope)
  * convolution rows at once, 32 of their columns (16 pooled: one register) per step, so that
  * each broadcast weight feeds four multiply-adds. */
 AVX512 INLINE void first_pass(const struct nn_chain *c, const float *const *ra,
-                              const float *const *rb, int ob, float *dst, int T, int C)
+                              const float *const *rb, int ob, float *dst, ptrdiff_t dps, int T,
+                              int C)
 {
     const struct layer *l = &c->first;
     const int nb = (c->W0 + 2 * LANES - 1) / (2 * LANES);
@@ -438,19 +501,19 @@ AVX512 INLINE void first_pass(const struct nn_chain *c, const float *const *ra,
             __m512 m = _mm512_max_ps(_mm512_permutex2var_ps(m0, even, m1),
                                      _mm512_permutex2var_ps(m0, odd, m1));
             if (!c->prelu_first) m = prelu(m, s);
-            _mm512_mask_storeu_ps(dst + (ob + o) * c->ps + b * LANES, keep, m);
+            _mm512_mask_storeu_ps(dst + (ob + o) * dps + b * LANES, keep, m);
         }
     }
 }
 
 typedef void first_fn(const struct nn_chain *c, const float *const *ra, const float *const *rb,
-                      int ob, float *dst);
+                      int ob, float *dst, ptrdiff_t dps);
 
 #define FIRST(name, T, C)                                                                          \
     AVX512 static void name(const struct nn_chain *c, const float *const *ra,                      \
-                            const float *const *rb, int ob, float *dst)                            \
+                            const float *const *rb, int ob, float *dst, ptrdiff_t dps)             \
     {                                                                                              \
-        first_pass(c, ra, rb, ob, dst, T, C);                                                      \
+        first_pass(c, ra, rb, ob, dst, dps, T, C);                                                 \
     }
 FIRST(first4, 4, c->C0)
 FIRST(first5, 5, c->C0)
@@ -459,6 +522,31 @@ FIRST(first5_rgb, 5, 3) /* P-Net's: the whole window unrolled */
 static float *row_at(const struct cursor *cu, int r, int row)
 {
     return cu->s + cu->c->off[r] + (size_t)(row - cu->base[r]) * cu->c->PW;
+}
+
+/* Two float planes lo and hi (NULL: zeros) as bfloat16 pairs, 16 pixels per register, hi in
+ * each lane's upper half. */
+AVX512BF16 INLINE __m512i pack_pair(__m512 lo, __m512 hi)
+{
+    /* cvtne2ps puts lo's 16 values then hi's: interleave them */
+    const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24,
+                                         8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    return _mm512_permutexvar_epi16(idx, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+}
+
+/* The first layer's pooled row (float planes PWs apart at f) as channel pairs at dst. */
+AVX512BF16 static void first_pairs(const struct nn_chain *c, const float *f, float *dst)
+{
+    const int Op = c->first.Op;
+    for (int p = 0; p < c->planes[0]; p++)
+        for (int j = 0; j < c->PW; j += LANES) {
+            int left = c->PW - j;
+            __mmask16 keep = left >= LANES ? 0xffff : (__mmask16)((1u << left) - 1);
+            __m512 lo = _mm512_loadu_ps(f + 2 * p * c->PWs + j);
+            __m512 hi = 2 * p + 1 < Op ? _mm512_loadu_ps(f + (2 * p + 1) * c->PWs + j)
+                                       : _mm512_setzero_ps();
+            _mm512_mask_storeu_epi32(dst + p * c->ps + j, keep, pack_pair(lo, hi));
+        }
 }
 
 /* Pooled row p of the first layer into its rows. */
@@ -471,8 +559,15 @@ AVX512 static void first_row(struct cursor *cu, int p)
         ra[ky] = input_row(cu, r0 + ky), rb[ky] = input_row(cu, r1 + ky);
     float *dst = row_at(cu, 0, p);
     first_fn *f = c->ob0 == 4 ? first4 : c->C0 == 3 ? first5_rgb : first5;
+    if (!c->bf16) {
+        for (int ob = 0; ob < c->first.Op; ob += c->ob0)
+            f(c, ra, rb, ob, dst, c->ps);
+        return;
+    }
+    float *stage = cu->s + c->off_first;
     for (int ob = 0; ob < c->first.Op; ob += c->ob0)
-        f(c, ra, rb, ob, dst);
+        f(c, ra, rb, ob, stage, c->PWs);
+    first_pairs(c, stage, dst);
 }
 
 /* PB blocks of 16 pixels from column px, outputs [0, T) (T <= OB) of weights w (rows of wo
@@ -536,6 +631,73 @@ static tile_fn *const tiles3[PB_MAX] = {tile3_1, tile3_2, tile3_3};
 static tile_fn *const heads8[PB_MAX] = {heads8_1, heads8_2, heads8_3};
 static tile_fn *const heads6[PB_MAX] = {heads6_1, heads6_2, heads6_3};
 
+/* tile in bfloat16 products: the input rows hold C2 planes of channel pairs (cs apart), each
+ * lane one pixel's pair, so that a tap of a pair is one VDPBF16PS with a broadcast weight pair
+ * (w: [ky][c2][kx][wo]); the outputs are activated into T float planes, or with pairs set (T
+ * even) packed into T / 2 planes of pairs for the next layer. */
+AVX512BF16 INLINE void tile_bf(const float *const *in, ptrdiff_t cs, int C2, const uint32_t *w,
+                               int wo, const float *bias, const float *slope, float *dst,
+                               ptrdiff_t ocs, int px, int PB, int K, int T, int pairs)
+{
+    __m512 a[PB_MAX][OB];
+    for (int o = 0; o < T; o++) {
+        __m512 b = _mm512_set1_ps(bias[o]);
+        for (int q = 0; q < PB; q++)
+            a[q][o] = b;
+    }
+    for (int ky = 0; ky < K; ky++) {
+        const float *r = in[ky] + px;
+        const uint32_t *ws = w + (size_t)ky * C2 * K * wo;
+        for (int c2 = 0; c2 < C2; c2++, r += cs, ws += K * wo) {
+#pragma GCC unroll 3
+            for (int kx = 0; kx < K; kx++) {
+                __m512bh v[PB_MAX];
+                for (int q = 0; q < PB; q++)
+                    v[q] = (__m512bh)_mm512_loadu_si512(r + kx + q * LANES);
+#pragma GCC unroll 8
+                for (int o = 0; o < T; o++) {
+                    __m512bh wv = (__m512bh)_mm512_set1_epi32((int)ws[kx * wo + o]);
+                    for (int q = 0; q < PB; q++)
+                        a[q][o] = _mm512_dpbf16_ps(a[q][o], v[q], wv);
+                }
+            }
+        }
+    }
+    if (pairs) {
+        for (int o = 0; o < T; o += 2) {
+            __m512 s0 = _mm512_set1_ps(slope[o]), s1 = _mm512_set1_ps(slope[o + 1]);
+            for (int q = 0; q < PB; q++)
+                _mm512_storeu_si512(dst + o / 2 * ocs + q * LANES,
+                                    pack_pair(prelu(a[q][o], s0), prelu(a[q][o + 1], s1)));
+        }
+        return;
+    }
+    for (int o = 0; o < T; o++) {
+        __m512 s = _mm512_set1_ps(slope[o]);
+        for (int q = 0; q < PB; q++)
+            _mm512_storeu_ps(dst + o * ocs + q * LANES, prelu(a[q][o], s));
+    }
+}
+
+typedef void tile_bf_fn(const float *const *in, ptrdiff_t cs, int C2, const uint32_t *w, int wo,
+                        const float *bias, const float *slope, float *dst, ptrdiff_t ocs, int px);
+
+#define TILE_BF(name, PB, K, T, pairs)                                                             \
+    AVX512BF16 static void name(const float *const *in, ptrdiff_t cs, int C2, const uint32_t *w,   \
+                                int wo, const float *bias, const float *slope, float *dst,         \
+                                ptrdiff_t ocs, int px)                                             \
+    {                                                                                              \
+        tile_bf(in, cs, C2, w, wo, bias, slope, dst, ocs, px, PB, K, T, pairs);                    \
+    }
+TILE_BF(tile3bf_1, 1, 3, OB, 1)
+TILE_BF(tile3bf_2, 2, 3, OB, 1)
+TILE_BF(tile3bf_3, 3, 3, OB, 1)
+TILE_BF(tile3bff_1, 1, 3, OB, 0)
+TILE_BF(tile3bff_2, 2, 3, OB, 0)
+TILE_BF(tile3bff_3, 3, 3, OB, 0)
+static tile_bf_fn *const tiles3bf[PB_MAX] = {tile3bf_1, tile3bf_2, tile3bf_3};
+static tile_bf_fn *const tiles3bff[PB_MAX] = {tile3bff_1, tile3bff_2, tile3bff_3};
+
 /* Blocks of 16 pixels per tile when nb blocks remain: the row split into as few tiles as the
  * largest tile allows, as even as possible (7 blocks: 3 + 2 + 2, not 3 + 3 + 1: a tile of one
  * block has too few independent accumulators to keep the FMA units busy). */
@@ -562,8 +724,15 @@ static void conv_span(struct cursor *cu, int r, int q, int g)
     for (int ob = 0; ob < l->Op; ob += OB)
         for (int b = 0, pb; b < nb; b += pb) {
             pb = tile_blocks(nb - b);
-            tiles3[pb - 1](in, c->ps, l->C, l->w + ob, l->Op, l->bias + ob, l->slope + ob,
-                           dst + (size_t)ob * c->ps + b * LANES, c->ps, b * LANES);
+            if (c->bf16 && r == c->S)
+                tiles3bff[pb - 1](in, c->ps, l->C2, l->wb + ob, l->Op, l->bias + ob, l->slope + ob,
+                                  dst + (size_t)ob * c->ps + b * LANES, c->ps, b * LANES);
+            else if (c->bf16)
+                tiles3bf[pb - 1](in, c->ps, l->C2, l->wb + ob, l->Op, l->bias + ob, l->slope + ob,
+                                 dst + (size_t)ob / 2 * c->ps + b * LANES, c->ps, b * LANES);
+            else
+                tiles3[pb - 1](in, c->ps, l->C, l->w + ob, l->Op, l->bias + ob, l->slope + ob,
+                               dst + (size_t)ob * c->ps + b * LANES, c->ps, b * LANES);
         }
 }
 
@@ -572,7 +741,7 @@ static void conv_span(struct cursor *cu, int r, int q, int g)
 static void fill(struct cursor *cu, int r, int row)
 {
     const struct nn_chain *c = cu->c;
-    const int Op = r == 0 ? c->first.Op : c->convs[r - 1].Op;
+    const int Op = c->planes[r];
     while (cu->next[r] <= row) {
         int q = cu->next[r], g = r == 0 ? 1 : row + 1 - q < SPAN ? row + 1 - q : SPAN;
         if (q - cu->base[r] + g > SPAN + 2) {

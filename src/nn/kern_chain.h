@@ -18,11 +18,13 @@
 struct nn_chain;
 
 /* Whether node n of g starts a chain (arguments as nn_kern_claim). On a match, prepares it into
- * *out (free with nn_chain_free) and lists its nodes in nodes[0..*count-1], n first.
- * Returns 1 (claimed), 0 (not a chain) or FR_ENOMEM. Needs AVX-512 to run. */
+ * *out (free with nn_chain_free) and lists its nodes in nodes[0..*count-1], n first; bf16: its
+ * 3x3 convolutions after the first and its heads in bfloat16 products (the caller checks that
+ * the CPU has AVX512_BF16). Returns 1 (claimed), 0 (not a chain) or FR_ENOMEM. Needs AVX-512 to
+ * run. */
 int nn_chain_claim(const struct nn_graph *g, const struct nn_shape *shapes, const int *readers,
-                   const char *taken, int n, struct nn_chain **out, int nodes[NN_CHAIN_MAX_NODES],
-                   int *count) FR_MUST_USE;
+                   const char *taken, int n, int bf16, struct nn_chain **out,
+                   int nodes[NN_CHAIN_MAX_NODES], int *count) FR_MUST_USE;
 
 /* The activation read, and the tensors written (returns how many: 1 or 2, the heads' order). */
 int nn_chain_input(const struct nn_chain *c);
