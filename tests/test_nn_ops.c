@@ -473,6 +473,38 @@ static void test_chain(int iter, int bf16)
     compare_with(g, what, bf16, iter % 2 ? 3 : 1, bf16 ? 2e-2 : 1e-4);
 }
 
+/* R-Net's and O-Net's first layer (kern_small.h): a convolution of 3 channels, 3 wide and 1 to
+ * 4 high, to 16..32 outputs, its PReLU (slopes of either sign, or all >= 0: then applied after
+ * the pool) and a 2x2 or 3x3 max pool of stride 1 or 2, SAME or VALID; on one thread and on
+ * three (each piece starting its ring afresh). */
+static void test_small_kernel(int iter)
+{
+    int o = rint_(16, 32), kh = rint_(1, 4), f = rint_(2, 3), s = rint_(1, 2);
+    int h = rint_(kh + f - 1, 30), w = rint_(6, 50), positive = iter % 2;
+    struct nn_graph *g = new_graph(nhwc(rint_(1, 3), h, w, 3));
+    int wt = add_tensor(g, nhwc(o, kh, 3, 3), 1);
+    int b = add_tensor(g, (struct nn_shape){1, {o}}, 1);
+    struct nn_node *nd = add_node(g, NN_OP_CONV_2D, g->inputs[0], wt, b);
+    nd->pad = NN_PAD_VALID;
+    int y = prelu_after(g, nd->out, o);
+    if (positive) {
+        float *sl = g->tensors[g->nodes[1].in[1]].data;
+        for (int i = 0; i < o; i++)
+            sl[i] = fabsf(sl[i]);
+    }
+    struct nn_node *p = add_node(g, NN_OP_MAX_POOL_2D, y, -1, -1);
+    p->filter_h = p->filter_w = f, p->stride_h = p->stride_w = s;
+    p->pad = rint_(0, 1) ? NN_PAD_SAME : NN_PAD_VALID;
+    char what[160];
+    snprintf(what, sizeof what, "small kernel #%d in %dx%dx3 k%dx3 -> %d, pool %dx%d s%d %s%s",
+             iter, h, w, kh, o, f, f, s, p->pad == NN_PAD_SAME ? "same" : "valid",
+             positive ? ", slopes >= 0" : "");
+    expect_claim(g, 0, 3, what);
+    threads = iter % 3 == 2 ? 3 : 1;
+    compare(g, what);
+    threads = 1;
+}
+
 /* Ops XNNPACK lacks: the net falls back to the reference kernels and still runs. */
 static void test_fallback(void)
 {
@@ -549,6 +581,8 @@ int main(void)
         test_chain(i, 0);
     for (int i = 0; i < 40; i++)
         test_chain(i, 1);
+    for (int i = 0; i < 40; i++)
+        test_small_kernel(i);
     test_fallback();
     return check_done();
 }

@@ -1,0 +1,317 @@
+/* kern_small.c: a convolution over few input channels + PReLU + max pool, in AVX-512.
+ *
+ * Output channels lie in the lanes (NB = 1 or 2 vectors of 16 per pixel), output pixels in
+ * blocks of B (up to 12) whose NB * B sums stay in registers: per kernel tap and input channel,
+ * NB weight vectors are loaded once and each of the B input values is broadcast into NB
+ * multiply-adds. A row of OW pixels is cut into blocks of equal size, the last one overlapping
+ * the one before when they do not divide it (its pixels are computed twice, identically).
+ *
+ * Convolution rows go to a ring of PKH rows (the pool window's height) in the part's scratch;
+ * a pooled row takes the maximum over its window of the rows in the ring, computing those it
+ * lacks. When every slope is >= 0 the PReLU is monotone and commutes with the maximum, so it is
+ * applied to the pooled pixels only (a quarter of the work, the same results bit for bit);
+ * otherwise to every convolution output first. */
+#include "nn/kern_small.h"
+
+#include <immintrin.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define AVX512 __attribute__((target("avx512f")))
+#define INLINE static inline __attribute__((always_inline))
+
+#define LANES 16
+#define MAX_NB 2      /* vectors of outputs per pixel: at most 32 outputs */
+#define MAX_B 12      /* pixels per block (x 2 vectors: 24 sums in registers) */
+#define MIN_B 4       /* narrower rows are not claimed */
+#define C 3           /* input channels: the colour layers */
+#define KW 3          /* window width (any height) */
+#define MAX_POOL_H 8  /* pool window rows: the ring */
+
+struct nn_small {
+    int in, out;
+    int N, H, W;                 /* input (C channels) */
+    int KH, O, NB, V;            /* window height, outputs, their vectors and lanes (V = NB * 16) */
+    int OH, OW;                  /* convolution output */
+    int PKH, PKW, psh, psw, ppt, ppl, PH, PW; /* the pool: window, stride, padding before, size */
+    int post;                    /* PReLU after the pool (every slope >= 0) */
+    int B, nblk;                 /* pixels per block, blocks per row */
+    float *w;                    /* [ky][kx][c][V] */
+    float *bias, *slope;         /* [V]; zero bias, slope 1 in unused lanes */
+    float *ring;                 /* per part: PKH rows of OW * V floats */
+    size_t part_floats;
+    int parts;
+};
+
+void nn_small_free(struct nn_small *s)
+{
+    if (!s) return;
+    free(s->w);
+    free(s->bias);
+    free(s->slope);
+    free(s->ring);
+    free(s);
+}
+
+int nn_small_input(const struct nn_small *s)
+{
+    return s->in;
+}
+
+int nn_small_output(const struct nn_small *s)
+{
+    return s->out;
+}
+
+int nn_small_rows(const struct nn_small *s)
+{
+    return s->N * s->PH;
+}
+
+/* ---- claiming ---- */
+
+static int is_const(const struct nn_graph *g, int t)
+{
+    return t >= 0 && g->tensors[t].data && g->tensors[t].type == NN_F32;
+}
+
+/* The only node (after node `after`, not taken) reading tensor t, as its first input, where t
+ * is no graph output; or -1. */
+static int sole_reader(const struct nn_graph *g, const int *readers, const char *taken, int after,
+                       int t)
+{
+    if (readers[t] != 1) return -1;
+    for (int m = after + 1; m < g->nnodes; m++) {
+        const struct nn_node *nd = &g->nodes[m];
+        for (int i = 0; i < nd->nin; i++)
+            if (nd->in[i] == t) return taken[m] || i != 0 ? -1 : m;
+    }
+    return -1;
+}
+
+int nn_small_claim(const struct nn_graph *g, const struct nn_shape *shapes, const int *readers,
+                   const char *taken, int n, struct nn_small **out, int nodes[3], int *count)
+{
+    *out = NULL;
+    *count = 0;
+    const struct nn_node *nd = &g->nodes[n];
+    if (taken[n] || nd->op != NN_OP_CONV_2D || nd->act != NN_ACT_NONE || nd->stride_h != 1 ||
+        nd->stride_w != 1 || nd->dil_h != 1 || nd->dil_w != 1 || !is_const(g, nd->in[1]) ||
+        (nd->nin > 2 && nd->in[2] >= 0 && !is_const(g, nd->in[2])))
+        return 0;
+    const struct nn_shape *xs = &shapes[nd->in[0]], *ys = &shapes[nd->out];
+    const struct nn_shape *ws = &g->tensors[nd->in[1]].shape;
+    if (xs->ndim != 4 || ys->ndim != 4 || ws->ndim != 4) return 0;
+    int O = ys->d[3], KH = ws->d[1];
+    /* no padding: every window inside the input */
+    if (xs->d[3] != C || ws->d[2] != KW || O < 16 || O > MAX_NB * LANES || ws->d[0] != O || ws->d[3] != C ||
+        ys->d[1] != xs->d[1] - KH + 1 || ys->d[2] != xs->d[2] - KW + 1 || ys->d[2] < MIN_B)
+        return 0;
+    int p = sole_reader(g, readers, taken, n, nd->out);
+    if (p < 0) return 0;
+    const struct nn_node *pn = &g->nodes[p];
+    if (pn->op != NN_OP_PRELU || pn->nin < 2 || !is_const(g, pn->in[1]) ||
+        shapes[pn->in[1]].ndim != 1 || shapes[pn->in[1]].d[0] != O)
+        return 0;
+    int q = sole_reader(g, readers, taken, p, pn->out);
+    if (q < 0) return 0;
+    const struct nn_node *qn = &g->nodes[q];
+    const struct nn_shape *ps = &shapes[qn->out];
+    if (qn->op != NN_OP_MAX_POOL_2D || qn->act != NN_ACT_NONE || ps->ndim != 4 ||
+        qn->filter_h < 1 || qn->filter_h > MAX_POOL_H || qn->filter_w < 1 || qn->stride_h < 1 ||
+        qn->stride_w < 1 || ps->d[1] < 1 || ps->d[2] < 1)
+        return 0;
+
+    struct nn_small *s = calloc(1, sizeof *s);
+    if (!s) return FR_ENOMEM;
+    s->in = nd->in[0], s->out = qn->out;
+    s->N = xs->d[0], s->H = xs->d[1], s->W = xs->d[2];
+    s->KH = KH, s->O = O, s->NB = (O + LANES - 1) / LANES, s->V = s->NB * LANES;
+    s->OH = ys->d[1], s->OW = ys->d[2];
+    s->PKH = qn->filter_h, s->PKW = qn->filter_w, s->psh = qn->stride_h, s->psw = qn->stride_w;
+    s->PH = ps->d[1], s->PW = ps->d[2];
+    int after;
+    nn_window_pads(s->OH, s->PH, s->PKH, s->psh, 1, qn->pad, &s->ppt, &after);
+    nn_window_pads(s->OW, s->PW, s->PKW, s->psw, 1, qn->pad, &s->ppl, &after);
+    s->nblk = (s->OW + MAX_B - 1) / MAX_B;
+    s->B = (s->OW + s->nblk - 1) / s->nblk;
+    size_t nw = (size_t)KH * KW * C * s->V;
+    s->w = nn_alloc_aligned(nw * sizeof(float));
+    s->bias = nn_alloc_aligned((size_t)s->V * sizeof(float));
+    s->slope = nn_alloc_aligned((size_t)s->V * sizeof(float));
+    if (!s->w || !s->bias || !s->slope || nn_small_set_parts(s, 1)) {
+        nn_small_free(s);
+        return FR_ENOMEM;
+    }
+    memset(s->w, 0, nw * sizeof(float));
+    const float *w = g->tensors[nd->in[1]].data; /* [O][KH][KW][C]: taps are contiguous */
+    const float *b = nd->nin > 2 && nd->in[2] >= 0 ? g->tensors[nd->in[2]].data : NULL;
+    const float *sl = g->tensors[pn->in[1]].data;
+    int taps = KH * KW * C;
+    s->post = 1;
+    for (int o = 0; o < s->V; o++) {
+        s->bias[o] = b && o < O ? b[o] : 0.0f;
+        s->slope[o] = o < O ? sl[o] : 1.0f;
+        s->post &= !(s->slope[o] < 0.0f);
+        for (int t = 0; o < O && t < taps; t++)
+            s->w[(size_t)t * s->V + o] = w[(size_t)o * taps + t];
+    }
+    nodes[0] = n, nodes[1] = p, nodes[2] = q;
+    *count = 3;
+    *out = s;
+    return 1;
+}
+
+int nn_small_set_parts(struct nn_small *s, int parts)
+{
+    if (parts < 1) parts = 1;
+    if (parts <= s->parts) return 0;
+    size_t per = (size_t)s->PKH * s->OW * s->V;
+    float *r = nn_alloc_aligned((size_t)parts * per * sizeof(float));
+    if (!r) return FR_ENOMEM;
+    free(s->ring);
+    s->ring = r;
+    s->part_floats = per;
+    s->parts = parts;
+    return 0;
+}
+
+/* ---- running ---- */
+
+AVX512 INLINE __m512 prelu(__m512 v, __m512 slope)
+{
+    return _mm512_mask_mul_ps(v, _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ), v, slope);
+}
+
+/* B output pixels from x (the input at the block's first window) into y (B * V floats):
+ * bias + the window's products, PReLU'd unless it comes after the pool. */
+AVX512 INLINE void block(const struct nn_small *s, const float *x, float *y, int B, int NB)
+{
+    const int row = KW * C, V = NB * LANES;
+    const size_t xrow = (size_t)s->W * C;
+    __m512 a[MAX_B][MAX_NB];
+#pragma GCC unroll 2
+    for (int h = 0; h < NB; h++) {
+        __m512 b = _mm512_load_ps(s->bias + h * LANES);
+#pragma GCC unroll 12
+        for (int j = 0; j < B; j++)
+            a[j][h] = b;
+    }
+    const float *wp = s->w;
+    for (int ky = 0; ky < s->KH; ky++, x += xrow, wp += row * V) {
+#pragma GCC unroll 3
+        for (int c = 0; c < C; c++) {
+            /* each input value once, into every output whose window covers it */
+            __m512 wv[KW][MAX_NB];
+#pragma GCC unroll 3
+            for (int kx = 0; kx < KW; kx++)
+#pragma GCC unroll 2
+                for (int h = 0; h < NB; h++)
+                    wv[kx][h] = _mm512_load_ps(wp + (kx * C + c) * V + h * LANES);
+#pragma GCC unroll 14
+            for (int i = 0; i < B + KW - 1; i++) {
+                __m512 v = _mm512_set1_ps(x[i * C + c]);
+#pragma GCC unroll 3
+                for (int kx = 0; kx < KW; kx++) {
+                    int j = i - kx;
+                    if (j < 0 || j >= B) continue;
+#pragma GCC unroll 2
+                    for (int h = 0; h < NB; h++)
+                        a[j][h] = _mm512_fmadd_ps(v, wv[kx][h], a[j][h]);
+                }
+            }
+        }
+    }
+#pragma GCC unroll 2
+    for (int h = 0; h < NB; h++) {
+        __m512 sl = _mm512_load_ps(s->slope + h * LANES);
+#pragma GCC unroll 12
+        for (int j = 0; j < B; j++)
+            _mm512_store_ps(y + (size_t)j * V + h * LANES, s->post ? a[j][h] : prelu(a[j][h], sl));
+    }
+}
+
+typedef void block_fn(const struct nn_small *s, const float *x, float *y);
+
+#define BLOCK(B, NB)                                                                               \
+    AVX512 static void block_##B##_##NB(const struct nn_small *s, const float *x, float *y)        \
+    {                                                                                              \
+        block(s, x, y, B, NB);                                                                     \
+    }
+#define BLOCKS(B) BLOCK(B, 1) BLOCK(B, 2)
+BLOCKS(4) BLOCKS(5) BLOCKS(6) BLOCKS(7) BLOCKS(8) BLOCKS(9) BLOCKS(10) BLOCKS(11) BLOCKS(12)
+#define ROW(B) {block_##B##_1, block_##B##_2}
+static block_fn *const blocks[MAX_B + 1][MAX_NB] = {
+    [4] = ROW(4), [5] = ROW(5), [6] = ROW(6), [7] = ROW(7), [8] = ROW(8),
+    [9] = ROW(9), [10] = ROW(10), [11] = ROW(11), [12] = ROW(12)};
+
+/* Convolution row oy of image n into y (OW * V floats). */
+static void conv_row(const struct nn_small *s, const float *x, int n, int oy, float *y)
+{
+    block_fn *f = blocks[s->B][s->NB - 1];
+    const float *xr = x + ((size_t)n * s->H + oy) * s->W * C;
+    for (int i = 0; i < s->nblk; i++) {
+        int ox = i * s->B;
+        if (ox + s->B > s->OW) ox = s->OW - s->B; /* the last block overlaps */
+        f(s, xr + (size_t)ox * C, y + (size_t)ox * s->V);
+    }
+}
+
+AVX512 void nn_small_run(const struct nn_small *s, const float *x, float *y, int u0, int u1,
+                         int part)
+{
+    const int V = s->V, O = s->O;
+    float *ring = s->ring + (size_t)part * s->part_floats;
+    const size_t rs = (size_t)s->OW * V; /* floats per ring row */
+    int tag[MAX_POOL_H];                  /* which row (n * OH + oy) each slot holds */
+    for (int i = 0; i < s->PKH; i++)
+        tag[i] = -1;
+    for (int u = u0; u < u1; u++) {
+        int n = u / s->PH, py = u % s->PH;
+        int r0 = py * s->psh - s->ppt, r1 = r0 + s->PKH;
+        if (r0 < 0) r0 = 0;
+        if (r1 > s->OH) r1 = s->OH;
+        for (int r = r0; r < r1; r++) {
+            int slot = r % s->PKH;
+            if (tag[slot] != n * s->OH + r) {
+                conv_row(s, x, n, r, ring + (size_t)slot * rs);
+                tag[slot] = n * s->OH + r;
+            }
+        }
+        const float *rows[MAX_POOL_H];
+        int nr = r1 - r0;
+        for (int k = 0; k < nr; k++)
+            rows[k] = ring + (size_t)((r0 + k) % s->PKH) * rs;
+        float *yr = y + ((size_t)n * s->PH + py) * s->PW * O;
+        for (int h = 0; h < s->NB; h++) {
+            int o0 = h * LANES;
+            __mmask16 m = O - o0 >= LANES ? 0xffff : (__mmask16)((1u << (O - o0)) - 1);
+            __m512 sl = _mm512_load_ps(s->slope + o0);
+            for (int px = 0; px < s->PW; px++) {
+                int c0 = px * s->psw - s->ppl, c1 = c0 + s->PKW;
+                if (c0 < 0) c0 = 0;
+                if (c1 > s->OW) c1 = s->OW;
+                size_t at = (size_t)c0 * V + o0;
+                __m512 v;
+                if (nr == 3 && c1 - c0 == 3) { /* a whole 3x3 window (R-Net's and O-Net's) */
+                    __m512 t[3];
+                    for (int k = 0; k < 3; k++)
+                        t[k] = _mm512_max_ps(_mm512_max_ps(_mm512_load_ps(rows[k] + at),
+                                                           _mm512_load_ps(rows[k] + at + V)),
+                                             _mm512_load_ps(rows[k] + at + 2 * V));
+                    v = _mm512_max_ps(_mm512_max_ps(t[0], t[1]), t[2]);
+                } else {
+                    v = _mm512_set1_ps(-__builtin_inff());
+                    for (int k = 0; k < nr; k++)
+                        for (int c = 0; c < c1 - c0; c++)
+                            v = _mm512_max_ps(v, _mm512_load_ps(rows[k] + at + (size_t)c * V));
+                }
+                if (s->post) v = prelu(v, sl);
+                if (m == 0xffff)
+                    _mm512_storeu_ps(yr + (size_t)px * O + o0, v);
+                else
+                    _mm512_mask_storeu_ps(yr + (size_t)px * O + o0, m, v);
+            }
+        }
+    }
+}
