@@ -505,6 +505,25 @@ static void test_small_kernel(int iter)
     threads = 1;
 }
 
+/* R-Net's and O-Net's hidden layer (kern_fc.h): a fully connected layer of 64 to 256 outputs
+ * with its PReLU, on 1 to 13 rows (blocks of rows not always full), from a 4-D input it
+ * flattens; on one thread and on three. */
+static void test_fc_kernel(int iter)
+{
+    int rows = rint_(1, 13), h = rint_(1, 3), in = rint_(1, 200), out = 64 * rint_(1, 4);
+    struct nn_graph *g = new_graph(nhwc(rows, h, h, in));
+    int wt = add_tensor(g, (struct nn_shape){2, {out, h * h * in}}, 1);
+    int b = add_tensor(g, (struct nn_shape){1, {out}}, 1);
+    struct nn_node *nd = add_node(g, NN_OP_FULLY_CONNECTED, g->inputs[0], wt, b);
+    prelu_after(g, nd->out, out);
+    char what[96];
+    snprintf(what, sizeof what, "fc kernel #%d %dx%d->%d", iter, rows, h * h * in, out);
+    expect_claim(g, 0, 2, what);
+    threads = iter % 3 == 2 ? 3 : 1;
+    compare(g, what);
+    threads = 1;
+}
+
 /* Ops XNNPACK lacks: the net falls back to the reference kernels and still runs. */
 static void test_fallback(void)
 {
@@ -583,6 +602,8 @@ int main(void)
         test_chain(i, 1);
     for (int i = 0; i < 40; i++)
         test_small_kernel(i);
+    for (int i = 0; i < 30; i++)
+        test_fc_kernel(i);
     test_fallback();
     return check_done();
 }

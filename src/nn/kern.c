@@ -6,6 +6,7 @@
  * per-lane PReLU slope (1 where there is none) followed by a per-lane clamp. */
 #include "nn/kern.h"
 #include "nn/kern_chain.h"
+#include "nn/kern_fc.h"
 #include "nn/kern_small.h"
 
 #include <immintrin.h>
@@ -30,7 +31,8 @@ enum kind {
     KIND_POINTWISE,
     KIND_CONV_BF16,
     KIND_CHAIN,
-    KIND_SMALL
+    KIND_SMALL,
+    KIND_FC
 };
 
 struct nn_kern {
@@ -57,6 +59,7 @@ struct nn_kern {
     int parts;              /* pieces run at once on a thread pool (1: the caller's thread) */
     struct nn_chain *chain; /* chain: all of it (kern_chain.h) */
     struct nn_small *small; /* small: all of it (kern_small.h) */
+    struct nn_fc *fc;       /* fc: all of it (kern_fc.h) */
 };
 
 int nn_kern_available(void)
@@ -93,6 +96,7 @@ void nn_kern_free(struct nn_kern *k)
     free(k->xb);
     nn_chain_free(k->chain);
     nn_small_free(k->small);
+    nn_fc_free(k->fc);
     free(k);
 }
 
@@ -102,8 +106,8 @@ int nn_kern_inputs(const struct nn_kern *k, int in[2])
         in[0] = nn_chain_input(k->chain);
         return 1;
     }
-    if (k->small) {
-        in[0] = nn_small_input(k->small);
+    if (k->small || k->fc) {
+        in[0] = k->small ? nn_small_input(k->small) : nn_fc_input(k->fc);
         return 1;
     }
     in[0] = k->in;
@@ -115,8 +119,8 @@ int nn_kern_inputs(const struct nn_kern *k, int in[2])
 int nn_kern_outputs(const struct nn_kern *k, int out[2])
 {
     if (k->chain) return nn_chain_outputs(k->chain, out);
-    if (k->small) {
-        out[0] = nn_small_output(k->small);
+    if (k->small || k->fc) {
+        out[0] = k->small ? nn_small_output(k->small) : nn_fc_output(k->fc);
         return 1;
     }
     out[0] = k->out[0], out[1] = k->out[1];
@@ -495,11 +499,21 @@ int nn_kern_claim(const struct nn_graph *g, const struct nn_shape *shapes, const
     *count = 0;
     const struct nn_node *nd = &g->nodes[n];
     if (taken[n] || (nd->op != NN_OP_DEPTHWISE_CONV_2D && nd->op != NN_OP_CONV_2D &&
-                     nd->op != NN_OP_MAX_POOL_2D))
+                     nd->op != NN_OP_MAX_POOL_2D && nd->op != NN_OP_FULLY_CONNECTED))
         return 0;
     struct nn_kern *k = calloc(1, sizeof *k);
     if (!k) return FR_ENOMEM;
     k->parts = 1;
+    if (nd->op == NN_OP_FULLY_CONNECTED) { /* R-Net's and O-Net's hidden layer */
+        int rc = nn_fc_claim(g, shapes, readers, taken, n, &k->fc, nodes, count);
+        if (rc <= 0) {
+            nn_kern_free(k);
+            return rc;
+        }
+        k->kind = KIND_FC;
+        *out = k;
+        return 1;
+    }
     /* a whole P-Net body first: its first convolution would otherwise go to the narrow kernel */
     int chain_bf16 = bf16 && nn_kern_bf16_available();
     int rc = nd->op == NN_OP_CONV_2D
@@ -1042,6 +1056,8 @@ static void run_part(const struct run_ctx *c, int part)
         nn_chain_run(c->k->chain, c->x, c->y, u0, u1, part);
     else if (c->k->kind == KIND_SMALL)
         nn_small_run(c->k->small, c->x, c->y[0], u0, u1, part);
+    else if (c->k->kind == KIND_FC)
+        nn_fc_run(c->k->fc, c->x, c->y[0], u0, u1);
     else if (c->k->kind == KIND_DEPTHWISE)
         run_depthwise(c->k, c->x, c->y[0], u0, u1);
     else if (c->k->kind == KIND_POOL)
@@ -1079,6 +1095,7 @@ void nn_kern_run(const struct nn_kern *k, const float *const *xs, float *const *
     int rows = k->kind == KIND_NARROW && k->pool ? k->PH : k->OH;
     int units = k->kind == KIND_CHAIN   ? nn_chain_rows(k->chain)
                 : k->kind == KIND_SMALL ? nn_small_rows(k->small)
+                : k->kind == KIND_FC    ? nn_fc_units(k->fc)
                 : k->kind == KIND_POINTWISE || k->kind == KIND_CONV_BF16
                     ? (k->N * k->OH * k->OW + CB_MR - 1) / CB_MR
                     : k->N * rows;
