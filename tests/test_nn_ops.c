@@ -476,7 +476,7 @@ static void test_chain(int iter, int bf16)
 /* R-Net's and O-Net's first layer (kern_small.h): a convolution of 3 channels, 3 wide and 1 to
  * 4 high, to 16..32 outputs, its PReLU (slopes of either sign, or all >= 0: then applied after
  * the pool) and a 2x2 or 3x3 max pool of stride 1 or 2, SAME or VALID; on one thread and on
- * three (each piece starting its ring afresh). */
+ * three (each piece starting its ring afresh); a third of them in bfloat16 products. */
 static void test_small_kernel(int iter)
 {
     int o = rint_(16, 32), kh = rint_(1, 4), f = rint_(2, 3), s = rint_(1, 2);
@@ -496,13 +496,12 @@ static void test_small_kernel(int iter)
     p->filter_h = p->filter_w = f, p->stride_h = p->stride_w = s;
     p->pad = rint_(0, 1) ? NN_PAD_SAME : NN_PAD_VALID;
     char what[160];
-    snprintf(what, sizeof what, "small kernel #%d in %dx%dx3 k%dx3 -> %d, pool %dx%d s%d %s%s",
+    int bf16 = iter % 3 == 1;
+    snprintf(what, sizeof what, "small kernel #%d in %dx%dx3 k%dx3 -> %d, pool %dx%d s%d %s%s%s",
              iter, h, w, kh, o, f, f, s, p->pad == NN_PAD_SAME ? "same" : "valid",
-             positive ? ", slopes >= 0" : "");
-    expect_claim(g, 0, 3, what);
-    threads = iter % 3 == 2 ? 3 : 1;
-    compare(g, what);
-    threads = 1;
+             positive ? ", slopes >= 0" : "", bf16 ? ", bf16" : "");
+    expect_claim_with(g, 0, bf16, 3, what);
+    compare_with(g, what, bf16, iter % 3 == 2 ? 3 : 1, bf16 ? 2e-2 : 1e-4);
 }
 
 /* R-Net's and O-Net's hidden layer (kern_fc.h): a fully connected layer of 64 to 256 outputs

@@ -526,7 +526,8 @@ int nn_kern_claim(const struct nn_graph *g, const struct nn_shape *shapes, const
     }
     /* then a colour layer with its PReLU and pool (R-Net's and O-Net's first) */
     if (rc == 0 && nd->op == NN_OP_CONV_2D)
-        rc = nn_small_claim(g, shapes, readers, taken, n, &k->small, nodes, count);
+        rc = nn_small_claim(g, shapes, readers, taken, n, bf16 && nn_kern_bf16_available(),
+                            &k->small, nodes, count);
     if (rc > 0) {
         k->kind = KIND_SMALL;
         *out = k;

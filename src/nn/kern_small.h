@@ -15,13 +15,14 @@
 
 struct nn_small;
 
-/* Whether node n of g starts such a triple (arguments as nn_kern_claim): a convolution (stride
- * 1, no padding, at most 4 input channels, 16 to 32 outputs) whose only reader is a PReLU whose
- * only reader is a max pool. On a match, prepares it into *out (free with nn_small_free) and
- * lists its three nodes in nodes[0..2], n first. Returns 1 (claimed), 0 (not one) or
- * FR_ENOMEM. Needs AVX-512 to run. */
+/* Whether node n of g starts such a triple (arguments as nn_kern_claim): a convolution (3x3 or
+ * k x 3 window, stride 1, no padding, 3 input channels, 16 to 32 outputs) whose only reader is
+ * a PReLU whose only reader is a max pool. On a match, prepares it into *out (free with
+ * nn_small_free) and lists its three nodes in nodes[0..2], n first. bf16: products in
+ * bfloat16 (the caller checked AVX512_BF16). Returns 1 (claimed), 0 (not one) or FR_ENOMEM.
+ * Needs AVX-512 to run. */
 int nn_small_claim(const struct nn_graph *g, const struct nn_shape *shapes, const int *readers,
-                   const char *taken, int n, struct nn_small **out, int nodes[3],
+                   const char *taken, int n, int bf16, struct nn_small **out, int nodes[3],
                    int *count) FR_MUST_USE;
 
 /* The activation read and the tensor written (the pool's output). */
