@@ -510,7 +510,7 @@ static void test_small_kernel(int iter)
 
 /* R-Net's and O-Net's hidden layer (kern_fc.h): a fully connected layer of 64 to 256 outputs
  * with its PReLU, on 1 to 13 rows (blocks of rows not always full), from a 4-D input it
- * flattens; on one thread and on three. */
+ * flattens (odd widths too); on one thread and on three; half of them in bfloat16 products. */
 static void test_fc_kernel(int iter)
 {
     int rows = rint_(1, 13), h = rint_(1, 3), in = rint_(1, 200), out = 64 * rint_(1, 4);
@@ -520,11 +520,11 @@ static void test_fc_kernel(int iter)
     struct nn_node *nd = add_node(g, NN_OP_FULLY_CONNECTED, g->inputs[0], wt, b);
     prelu_after(g, nd->out, out);
     char what[96];
-    snprintf(what, sizeof what, "fc kernel #%d %dx%d->%d", iter, rows, h * h * in, out);
-    expect_claim(g, 0, 2, what);
-    threads = iter % 3 == 2 ? 3 : 1;
-    compare(g, what);
-    threads = 1;
+    int bf16 = iter % 2;
+    snprintf(what, sizeof what, "fc kernel #%d %dx%d->%d%s", iter, rows, h * h * in, out,
+             bf16 ? " bf16" : "");
+    expect_claim_with(g, 0, bf16, 2, what);
+    compare_with(g, what, bf16, iter % 3 == 2 ? 3 : 1, bf16 ? 2e-2 : 1e-4);
 }
 
 /* Ops XNNPACK lacks: the net falls back to the reference kernels and still runs. */

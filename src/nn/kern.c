@@ -505,7 +505,8 @@ int nn_kern_claim(const struct nn_graph *g, const struct nn_shape *shapes, const
     if (!k) return FR_ENOMEM;
     k->parts = 1;
     if (nd->op == NN_OP_FULLY_CONNECTED) { /* R-Net's and O-Net's hidden layer */
-        int rc = nn_fc_claim(g, shapes, readers, taken, n, &k->fc, nodes, count);
+        int rc = nn_fc_claim(g, shapes, readers, taken, n, bf16 && nn_kern_bf16_available(),
+                             &k->fc, nodes, count);
         if (rc <= 0) {
             nn_kern_free(k);
             return rc;

@@ -14,10 +14,11 @@ struct nn_fc;
 /* Whether node n of g is such a layer (arguments as nn_kern_claim): a FULLY_CONNECTED with
  * constant weights, no clamp, a multiple of 64 outputs, and a PReLU with per-output slopes as
  * its only reader. On a match, prepares it into *out (free with nn_fc_free) and lists its two
- * nodes in nodes[0..1], n first. Returns 1 (claimed), 0 (not one) or FR_ENOMEM. Needs AVX-512
- * to run. */
+ * nodes in nodes[0..1], n first. bf16: products in bfloat16 (the caller checked
+ * AVX512_BF16). Returns 1 (claimed), 0 (not one) or FR_ENOMEM. Needs AVX-512 to run. */
 int nn_fc_claim(const struct nn_graph *g, const struct nn_shape *shapes, const int *readers,
-                const char *taken, int n, struct nn_fc **out, int nodes[2], int *count) FR_MUST_USE;
+                const char *taken, int n, int bf16, struct nn_fc **out, int nodes[2],
+                int *count) FR_MUST_USE;
 
 /* The activation read and the tensor written (the PReLU's output). */
 int nn_fc_input(const struct nn_fc *f);
