@@ -473,6 +473,60 @@ static void test_chain(int iter, int bf16)
     compare_with(g, what, bf16, iter % 2 ? 3 : 1, bf16 ? 2e-2 : 1e-4);
 }
 
+/* R-Net's and O-Net's convolutions before their fully connected layers (kern_small.h): a
+ * convolution of 3 channels, 3 wide and 1 to 4 high, to 16..32 outputs (some in bfloat16
+ * products), or in float32 of 1 to 64 channels, up to 3x3, to 16..64 outputs; its PReLU (slopes
+ * of either sign, or all >= 0: then applied after the pool) and a 2x2 or 3x3 max pool of
+ * stride 1 or 2, SAME or VALID; on one thread and on three (each piece starting its ring
+ * afresh). */
+static void test_small_kernel(int iter)
+{
+    int wide = iter % 4 == 3, c = wide ? rint_(1, 64) : 3, kw = wide ? rint_(1, 3) : 3;
+    int o = rint_(16, wide ? 64 : 32), kh = rint_(1, wide ? 3 : 4), f = rint_(2, 3), s = rint_(1, 2);
+    int h = rint_(kh + f - 1, 30), w = rint_(kw + 3, 50), positive = iter % 2;
+    if (wide && c == 3 && kw == 3) c = 4; /* else the colour kind's */
+    struct nn_graph *g = new_graph(nhwc(rint_(1, 3), h, w, c));
+    int wt = add_tensor(g, nhwc(o, kh, kw, c), 1);
+    int b = add_tensor(g, (struct nn_shape){1, {o}}, 1);
+    struct nn_node *nd = add_node(g, NN_OP_CONV_2D, g->inputs[0], wt, b);
+    nd->pad = NN_PAD_VALID;
+    int y = prelu_after(g, nd->out, o);
+    if (positive) {
+        float *sl = g->tensors[g->nodes[1].in[1]].data;
+        for (int i = 0; i < o; i++)
+            sl[i] = fabsf(sl[i]);
+    }
+    struct nn_node *p = add_node(g, NN_OP_MAX_POOL_2D, y, -1, -1);
+    p->filter_h = p->filter_w = f, p->stride_h = p->stride_w = s;
+    p->pad = rint_(0, 1) ? NN_PAD_SAME : NN_PAD_VALID;
+    char what[160];
+    int bf16 = !wide && iter % 3 == 1;
+    snprintf(what, sizeof what, "small kernel #%d in %dx%dx%d k%dx%d -> %d, pool %dx%d s%d %s%s%s",
+             iter, h, w, c, kh, kw, o, f, f, s, p->pad == NN_PAD_SAME ? "same" : "valid",
+             positive ? ", slopes >= 0" : "", bf16 ? ", bf16" : "");
+    expect_claim_with(g, 0, bf16, 3, what);
+    compare_with(g, what, bf16, iter % 3 == 2 ? 3 : 1, bf16 ? 2e-2 : 1e-4);
+}
+
+/* R-Net's and O-Net's hidden layer (kern_fc.h): a fully connected layer of 64 to 256 outputs
+ * with its PReLU, on 1 to 13 rows (blocks of rows not always full), from a 4-D input it
+ * flattens (odd widths too); on one thread and on three; half of them in bfloat16 products. */
+static void test_fc_kernel(int iter)
+{
+    int rows = rint_(1, 13), h = rint_(1, 3), in = rint_(1, 200), out = 64 * rint_(1, 4);
+    struct nn_graph *g = new_graph(nhwc(rows, h, h, in));
+    int wt = add_tensor(g, (struct nn_shape){2, {out, h * h * in}}, 1);
+    int b = add_tensor(g, (struct nn_shape){1, {out}}, 1);
+    struct nn_node *nd = add_node(g, NN_OP_FULLY_CONNECTED, g->inputs[0], wt, b);
+    prelu_after(g, nd->out, out);
+    char what[96];
+    int bf16 = iter % 2;
+    snprintf(what, sizeof what, "fc kernel #%d %dx%d->%d%s", iter, rows, h * h * in, out,
+             bf16 ? " bf16" : "");
+    expect_claim_with(g, 0, bf16, 2, what);
+    compare_with(g, what, bf16, iter % 3 == 2 ? 3 : 1, bf16 ? 2e-2 : 1e-4);
+}
+
 /* Ops XNNPACK lacks: the net falls back to the reference kernels and still runs. */
 static void test_fallback(void)
 {
@@ -549,6 +603,10 @@ int main(void)
         test_chain(i, 0);
     for (int i = 0; i < 40; i++)
         test_chain(i, 1);
+    for (int i = 0; i < 60; i++)
+        test_small_kernel(i);
+    for (int i = 0; i < 30; i++)
+        test_fc_kernel(i);
     test_fallback();
     return check_done();
 }

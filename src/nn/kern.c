@@ -6,6 +6,8 @@
  * per-lane PReLU slope (1 where there is none) followed by a per-lane clamp. */
 #include "nn/kern.h"
 #include "nn/kern_chain.h"
+#include "nn/kern_fc.h"
+#include "nn/kern_small.h"
 
 #include <immintrin.h>
 #include <math.h>
@@ -22,7 +24,16 @@ _Static_assert(NN_CHAIN_MAX_NODES <= NN_KERN_MAX_NODES, "a chain's nodes fit a k
 
 #define CB_MR 12 /* output pixels per block of the bfloat16 convolutions (x 32 outputs: 24 sums) */
 
-enum kind { KIND_DEPTHWISE, KIND_NARROW, KIND_POOL, KIND_POINTWISE, KIND_CONV_BF16, KIND_CHAIN };
+enum kind {
+    KIND_DEPTHWISE,
+    KIND_NARROW,
+    KIND_POOL,
+    KIND_POINTWISE,
+    KIND_CONV_BF16,
+    KIND_CHAIN,
+    KIND_SMALL,
+    KIND_FC
+};
 
 struct nn_kern {
     enum kind kind;
@@ -47,6 +58,8 @@ struct nn_kern {
                                connection: the ADD after it is fused), or -1 */
     int parts;              /* pieces run at once on a thread pool (1: the caller's thread) */
     struct nn_chain *chain; /* chain: all of it (kern_chain.h) */
+    struct nn_small *small; /* small: all of it (kern_small.h) */
+    struct nn_fc *fc;       /* fc: all of it (kern_fc.h) */
 };
 
 int nn_kern_available(void)
@@ -82,6 +95,8 @@ void nn_kern_free(struct nn_kern *k)
     free(k->wb);
     free(k->xb);
     nn_chain_free(k->chain);
+    nn_small_free(k->small);
+    nn_fc_free(k->fc);
     free(k);
 }
 
@@ -89,6 +104,10 @@ int nn_kern_inputs(const struct nn_kern *k, int in[2])
 {
     if (k->chain) {
         in[0] = nn_chain_input(k->chain);
+        return 1;
+    }
+    if (k->small || k->fc) {
+        in[0] = k->small ? nn_small_input(k->small) : nn_fc_input(k->fc);
         return 1;
     }
     in[0] = k->in;
@@ -100,6 +119,10 @@ int nn_kern_inputs(const struct nn_kern *k, int in[2])
 int nn_kern_outputs(const struct nn_kern *k, int out[2])
 {
     if (k->chain) return nn_chain_outputs(k->chain, out);
+    if (k->small || k->fc) {
+        out[0] = k->small ? nn_small_output(k->small) : nn_fc_output(k->fc);
+        return 1;
+    }
     out[0] = k->out[0], out[1] = k->out[1];
     return k->nout;
 }
@@ -448,6 +471,10 @@ int nn_kern_set_parts(struct nn_kern *k, int parts)
         int rc = nn_chain_set_parts(k->chain, parts);
         if (rc) return rc;
     }
+    if (k->small) {
+        int rc = nn_small_set_parts(k->small, parts);
+        if (rc) return rc;
+    }
     if (k->kind == KIND_NARROW && parts > k->parts) {
         float *r = nn_alloc_aligned((size_t)parts * 2 * k->OW * 16 * sizeof(float));
         if (!r) return FR_ENOMEM;
@@ -472,11 +499,22 @@ int nn_kern_claim(const struct nn_graph *g, const struct nn_shape *shapes, const
     *count = 0;
     const struct nn_node *nd = &g->nodes[n];
     if (taken[n] || (nd->op != NN_OP_DEPTHWISE_CONV_2D && nd->op != NN_OP_CONV_2D &&
-                     nd->op != NN_OP_MAX_POOL_2D))
+                     nd->op != NN_OP_MAX_POOL_2D && nd->op != NN_OP_FULLY_CONNECTED))
         return 0;
     struct nn_kern *k = calloc(1, sizeof *k);
     if (!k) return FR_ENOMEM;
     k->parts = 1;
+    if (nd->op == NN_OP_FULLY_CONNECTED) { /* R-Net's and O-Net's hidden layer */
+        int rc = nn_fc_claim(g, shapes, readers, taken, n, bf16 && nn_kern_bf16_available(),
+                             &k->fc, nodes, count);
+        if (rc <= 0) {
+            nn_kern_free(k);
+            return rc;
+        }
+        k->kind = KIND_FC;
+        *out = k;
+        return 1;
+    }
     /* a whole P-Net body first: its first convolution would otherwise go to the narrow kernel */
     int chain_bf16 = bf16 && nn_kern_bf16_available();
     int rc = nd->op == NN_OP_CONV_2D
@@ -484,6 +522,15 @@ int nn_kern_claim(const struct nn_graph *g, const struct nn_shape *shapes, const
                  : 0;
     if (rc > 0) {
         k->kind = KIND_CHAIN;
+        *out = k;
+        return 1;
+    }
+    /* then a colour layer with its PReLU and pool (R-Net's and O-Net's first) */
+    if (rc == 0 && nd->op == NN_OP_CONV_2D)
+        rc = nn_small_claim(g, shapes, readers, taken, n, bf16 && nn_kern_bf16_available(),
+                            &k->small, nodes, count);
+    if (rc > 0) {
+        k->kind = KIND_SMALL;
         *out = k;
         return 1;
     }
@@ -1009,6 +1056,10 @@ static void run_part(const struct run_ctx *c, int part)
     int u1 = (int)((int64_t)c->units * (part + 1) / c->parts);
     if (c->k->kind == KIND_CHAIN)
         nn_chain_run(c->k->chain, c->x, c->y, u0, u1, part);
+    else if (c->k->kind == KIND_SMALL)
+        nn_small_run(c->k->small, c->x, c->y[0], u0, u1, part);
+    else if (c->k->kind == KIND_FC)
+        nn_fc_run(c->k->fc, c->x, c->y[0], u0, u1);
     else if (c->k->kind == KIND_DEPTHWISE)
         run_depthwise(c->k, c->x, c->y[0], u0, u1);
     else if (c->k->kind == KIND_POOL)
@@ -1044,7 +1095,9 @@ void nn_kern_run(const struct nn_kern *k, const float *const *xs, float *const *
 {
     const float *x = xs[0], *res = xs[1];
     int rows = k->kind == KIND_NARROW && k->pool ? k->PH : k->OH;
-    int units = k->kind == KIND_CHAIN ? nn_chain_rows(k->chain)
+    int units = k->kind == KIND_CHAIN   ? nn_chain_rows(k->chain)
+                : k->kind == KIND_SMALL ? nn_small_rows(k->small)
+                : k->kind == KIND_FC    ? nn_fc_units(k->fc)
                 : k->kind == KIND_POINTWISE || k->kind == KIND_CONV_BF16
                     ? (k->N * k->OH * k->OW + CB_MR - 1) / CB_MR
                     : k->N * rows;

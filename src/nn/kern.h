@@ -26,6 +26,18 @@
  *         is copied into a zero-bordered bfloat16 picture, then blocks of 12 output pixels sum
  *         over taps and channel pairs. Medians in one process: P-Net pyramid 6.15 -> 4.5-5.1
  *         ms, R-Net 0.025 -> 0.016-0.018 ms and O-Net 0.18 -> 0.11-0.12 ms per crop.
+ *   - R-Net's and O-Net's convolutions with their PReLU and max pool (kern_small.h, claimed
+ *     before the narrow kernel): the 3x3 convolution of the colour channels to 28 or 32
+ *     outputs (in bfloat16 products when asked), and in float32 the next ones, fused so that
+ *     the full-resolution picture is never written. The first layer took 8.7 us of R-Net and
+ *     53 us of O-Net in XNNPACK + the pool kernel, 23 us of O-Net fused (float32); whole nets
+ *     per crop in alternated runs in one loaded machine (medians; bf16 as the detector runs
+ *     them): R-Net 0.021 -> 0.015 ms, O-Net 0.111 -> 0.085 ms for the first layer alone.
+ *   - R-Net's and O-Net's hidden fully connected layer with its PReLU (kern_fc.h): blocks of 6
+ *     crops meet each weight read (XNNPACK, at these batches, reads the 295 KB / 1.2 MB of
+ *     weights more often): the layer and its heads per crop, in an A/B in one process, R-Net
+ *     (batch 8) 1.7 -> 1.2 us, O-Net (batch 4) 6.7 -> 5.0 us; in bfloat16 products when asked
+ *     (half the weight bytes): the layer alone 0.8-1.1 -> 0.5-0.6 us, 4.1-4.7 -> 2.9-3.7 us.
  *   - P-Net's whole body as one chain (kern_chain.h, claimed before the narrow kernel): first
  *     convolution + PReLU + pool, the 3x3 convolutions with their PReLUs, both heads and the
  *     sigmoid, row by row with output pixels in the lanes. Before it the 640x480 pyramid took
