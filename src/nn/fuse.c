@@ -49,11 +49,6 @@ static struct nn_node *only(const struct nn_graph *g, const struct index *ix, in
     return nd->op == op && nd->act == NN_ACT_NONE ? nd : NULL;
 }
 
-static int is_const(const struct nn_graph *g, int t)
-{
-    return t >= 0 && g->tensors[t].data && g->tensors[t].type == NN_F32;
-}
-
 /* Makes a [C] slope tensor scale * c from constant c when c is per-channel over the last axis
  * (every dimension but the last is 1) or a scalar. Returns its index or a negative code. */
 static int make_slope(struct nn_graph *g, int c, int channels, float scale)
@@ -97,7 +92,7 @@ static int try_prelu(struct nn_graph *g, const struct index *ix, struct nn_node 
         struct nn_node *mul = only(g, ix, add->in[1 - side], NN_OP_MUL, 1);
         if (!relu || !mul) continue;
         int x = relu->in[0];
-        int ci = is_const(g, mul->in[0]) ? 0 : is_const(g, mul->in[1]) ? 1 : -1;
+        int ci = nn_graph_const_f32(g, mul->in[0]) ? 0 : nn_graph_const_f32(g, mul->in[1]) ? 1 : -1;
         if (ci < 0) continue;
         int c = mul->in[ci], q = mul->in[1 - ci];
         struct nn_node *dead[5] = {relu, mul, NULL, NULL, NULL};
@@ -156,7 +151,7 @@ static int try_sigmoid(struct nn_graph *g, const struct index *ix, struct nn_nod
     int z = sm->in[0];
     struct nn_node *lin = only(g, ix, z, NN_OP_CONV_2D, 1);
     if (!lin) lin = only(g, ix, z, NN_OP_FULLY_CONNECTED, 1);
-    if (!lin || !is_const(g, lin->in[1]) || (lin->in[2] >= 0 && !is_const(g, lin->in[2])))
+    if (!lin || !nn_graph_const_f32(g, lin->in[1]) || (lin->in[2] >= 0 && !nn_graph_const_f32(g, lin->in[2])))
         return 0;
     const struct nn_tensor *w = &g->tensors[lin->in[1]];
     if (w->shape.d[0] != 2) return 0; /* weights are [O, ...]: two output classes */

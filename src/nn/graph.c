@@ -87,6 +87,23 @@ void nn_shape_str(const struct nn_shape *s, char *buf, size_t len)
     if (used < len) snprintf(buf + used, len - used, "]");
 }
 
+int nn_graph_const_f32(const struct nn_graph *g, int t)
+{
+    return t >= 0 && g->tensors[t].data && g->tensors[t].type == NN_F32;
+}
+
+int nn_graph_sole_reader(const struct nn_graph *g, const int *readers, const char *taken,
+                         int after, int t)
+{
+    if (readers[t] != 1) return -1;
+    for (int m = after + 1; m < g->nnodes; m++) {
+        const struct nn_node *nd = &g->nodes[m];
+        for (int i = 0; i < nd->nin; i++)
+            if (nd->in[i] == t) return taken[m] || i != 0 ? -1 : m;
+    }
+    return -1;
+}
+
 void nn_window_pads(int32_t in, int32_t out, int k, int stride, int dil, enum nn_padding pad,
                     int *before, int *after)
 {

@@ -106,6 +106,15 @@ int nn_graph_add_tensor(struct nn_graph *g, const char *name, enum nn_dtype type
 /* 64-byte aligned allocation released with free(); NULL on failure or size 0. */
 void *nn_alloc_aligned(size_t nbytes);
 
+/* Whether tensor t (may be -1) is a float32 constant. */
+int nn_graph_const_f32(const struct nn_graph *g, int t);
+
+/* For the kernels' fusions: the only node after node `after` reading tensor t, as its first
+ * input, when that node is not taken (taken[m] nonzero) and t is read nowhere else (readers[t]
+ * counts the node inputs and graph outputs reading it); else -1. */
+int nn_graph_sole_reader(const struct nn_graph *g, const int *readers, const char *taken,
+                         int after, int t);
+
 /* Checks the graph's structure (indices in range, topological order, each activation written
  * once, constants where weights are expected) and computes the shape of every tensor for the
  * given input shapes into shapes[ntensors] (caller-allocated). inputs may be NULL to use the

@@ -5,6 +5,7 @@
  * latency; the few border pixels run one at a time with the window clipped. The activation is a
  * per-lane PReLU slope (1 where there is none) followed by a per-lane clamp. */
 #include "nn/kern.h"
+#include "nn/bf16.h"
 #include "nn/kern_chain.h"
 #include "nn/kern_fc.h"
 #include "nn/kern_small.h"
@@ -129,11 +130,6 @@ int nn_kern_outputs(const struct nn_kern *k, int out[2])
 
 /* ---- claiming ---- */
 
-static int is_const(const struct nn_graph *g, int t)
-{
-    return t >= 0 && g->tensors[t].data && g->tensors[t].type == NN_F32;
-}
-
 /* The PReLU node that is the only reader of tensor t (and t is no graph output), or -1. */
 static int prelu_reader(const struct nn_graph *g, const struct nn_shape *shapes, const int *readers,
                         const char *taken, int after, int t)
@@ -143,7 +139,7 @@ static int prelu_reader(const struct nn_graph *g, const struct nn_shape *shapes,
         const struct nn_node *nd = &g->nodes[m];
         if (nd->in[0] != t && !(nd->nin > 1 && nd->in[1] == t)) continue;
         const struct nn_shape *ss = nd->nin > 1 && nd->in[1] >= 0 ? &shapes[nd->in[1]] : NULL;
-        if (taken[m] || nd->op != NN_OP_PRELU || nd->in[0] != t || !is_const(g, nd->in[1]) || !ss ||
+        if (taken[m] || nd->op != NN_OP_PRELU || nd->in[0] != t || !nn_graph_const_f32(g, nd->in[1]) || !ss ||
             ss->ndim != 1 || ss->d[0] != shapes[t].d[3])
             return -1;
         return m;
@@ -161,7 +157,7 @@ static int prelu_writer(const struct nn_graph *g, const struct nn_shape *shapes,
         const struct nn_node *nd = &g->nodes[m];
         if (nd->out != t) continue;
         const struct nn_shape *ss = nd->nin > 1 && nd->in[1] >= 0 ? &shapes[nd->in[1]] : NULL;
-        if (taken[m] || nd->op != NN_OP_PRELU || !is_const(g, nd->in[1]) || !ss || ss->ndim != 1 ||
+        if (taken[m] || nd->op != NN_OP_PRELU || !nn_graph_const_f32(g, nd->in[1]) || !ss || ss->ndim != 1 ||
             ss->d[0] != shapes[t].d[3] || g->tensors[nd->in[0]].data)
             return -1;
         return m;
@@ -197,7 +193,7 @@ static int geometry(const struct nn_graph *g, const struct nn_shape *shapes,
 {
     const struct nn_shape *xs = &shapes[nd->in[0]], *ys = &shapes[nd->out];
     if (xs->ndim != 4 || ys->ndim != 4 || nd->dil_h != 1 || nd->dil_w != 1) return 0;
-    if (!is_const(g, nd->in[1]) || (nd->nin > 2 && nd->in[2] >= 0 && !is_const(g, nd->in[2])))
+    if (!nn_graph_const_f32(g, nd->in[1]) || (nd->nin > 2 && nd->in[2] >= 0 && !nn_graph_const_f32(g, nd->in[2])))
         return 0;
     const struct nn_shape *ws = &g->tensors[nd->in[1]].shape;
     if (ws->ndim != 4) return 0;
@@ -400,15 +396,6 @@ static int residual_reader(const struct nn_graph *g, const struct nn_shape *shap
     return -1;
 }
 
-/* float32 to bfloat16, rounding to nearest even (weights only: no NaNs in them). */
-static uint16_t to_bf16(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (uint16_t)(u >> 16);
-}
-
 /* A convolution (no dilation) with at least 16 outputs and the PReLU after it fused, in
  * bfloat16 products summed in float32. A 1x1 window over an even number of inputs (stride 1, no
  * padding) is pointwise: its pixels are converted block by block as they are used. Any other
@@ -445,7 +432,7 @@ static int claim_bf16(const struct nn_graph *g, const struct nn_shape *shapes, c
         for (int t = 0; t < taps; t++)
             for (int c = 0; c < k->C; c++)
                 k->wb[((((size_t)(o / 16) * taps + t) * k->C2 + c / 2) * 16 + o % 16) * 2 + c % 2] =
-                    to_bf16(w[((size_t)o * taps + t) * k->C + c]);
+                    nn_to_bf16(w[((size_t)o * taps + t) * k->C + c]);
     if (nd->nin > 2 && nd->in[2] >= 0)
         memcpy(k->bias, g->tensors[nd->in[2]].data, (size_t)O * sizeof(float));
     float lo, hi;
@@ -998,7 +985,7 @@ static void cb_convert(const struct nn_kern *k, const float *x, int u0, int u1)
         } else {
             for (int ix = 0; ix < k->W; ix++)
                 for (int c = 0; c < C; c++)
-                    yr[(size_t)ix * C2 * 2 + c] = to_bf16(xr[(size_t)ix * C + c]);
+                    yr[(size_t)ix * C2 * 2 + c] = nn_to_bf16(xr[(size_t)ix * C + c]);
         }
     }
 }

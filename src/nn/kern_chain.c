@@ -34,6 +34,7 @@
  * inputs to 8 bits moved the probabilities by 1.83e-2: not kept either (commit 6a2e153). On 2
  * threads: 2.23 -> 1.46 ms. */
 #include "nn/kern_chain.h"
+#include "nn/bf16.h"
 
 #include <immintrin.h>
 #include <math.h>
@@ -114,34 +115,15 @@ int nn_chain_rows(const struct nn_chain *c)
 
 /* ---- claiming ---- */
 
-static int is_const(const struct nn_graph *g, int t)
-{
-    return t >= 0 && g->tensors[t].data && g->tensors[t].type == NN_F32;
-}
-
-/* The only node (after node `after`, not taken) reading tensor t, which is no graph output, or
- * -1. */
-static int sole_reader(const struct nn_graph *g, const int *readers, const char *taken, int after,
-                       int t)
-{
-    if (readers[t] != 1) return -1;
-    for (int m = after + 1; m < g->nnodes; m++) {
-        const struct nn_node *nd = &g->nodes[m];
-        for (int i = 0; i < nd->nin; i++)
-            if (nd->in[i] == t) return taken[m] || i != 0 ? -1 : m;
-    }
-    return -1;
-}
-
 /* A convolution of tensor x, k x k, stride 1, no padding or dilation, no clamp, with constant
  * weights [O][k][k][C] and bias: its output channels, or 0. */
 static int plain_conv(const struct nn_graph *g, const struct nn_shape *shapes,
                       const struct nn_node *nd, int k)
 {
     if (nd->op != NN_OP_CONV_2D || nd->act != NN_ACT_NONE || nd->stride_h != 1 ||
-        nd->stride_w != 1 || nd->dil_h != 1 || nd->dil_w != 1 || !is_const(g, nd->in[1]))
+        nd->stride_w != 1 || nd->dil_h != 1 || nd->dil_w != 1 || !nn_graph_const_f32(g, nd->in[1]))
         return 0;
-    if (nd->nin > 2 && nd->in[2] >= 0 && !is_const(g, nd->in[2])) return 0;
+    if (nd->nin > 2 && nd->in[2] >= 0 && !nn_graph_const_f32(g, nd->in[2])) return 0;
     const struct nn_shape *xs = &shapes[nd->in[0]], *ys = &shapes[nd->out];
     const struct nn_shape *ws = &g->tensors[nd->in[1]].shape;
     if (xs->ndim != 4 || ys->ndim != 4 || ws->ndim != 4 || ws->d[1] != k || ws->d[2] != k ||
@@ -155,10 +137,10 @@ static int plain_conv(const struct nn_graph *g, const struct nn_shape *shapes,
 static int prelu_of(const struct nn_graph *g, const struct nn_shape *shapes, const int *readers,
                     const char *taken, int after, int t)
 {
-    int m = sole_reader(g, readers, taken, after, t);
+    int m = nn_graph_sole_reader(g, readers, taken, after, t);
     if (m < 0) return -1;
     const struct nn_node *nd = &g->nodes[m];
-    if (nd->op != NN_OP_PRELU || nd->nin < 2 || !is_const(g, nd->in[1])) return -1;
+    if (nd->op != NN_OP_PRELU || nd->nin < 2 || !nn_graph_const_f32(g, nd->in[1])) return -1;
     const struct nn_shape *ss = &shapes[nd->in[1]];
     return ss->ndim == 1 && ss->d[0] == shapes[t].d[3] ? m : -1;
 }
@@ -194,15 +176,6 @@ static int load_layer(const struct nn_graph *g, const struct nn_shape *shapes,
     return 0;
 }
 
-/* float32 to bfloat16, rounding to nearest even (weights only: no NaNs in them). */
-static uint32_t to_bf16(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return u >> 16;
-}
-
 /* l's float weights (k x k) as bfloat16 channel pairs into l->wb. Returns 0 or FR_ENOMEM (the
  * caller frees l's arrays). */
 static int load_pairs(struct layer *l, int k)
@@ -215,9 +188,9 @@ static int load_pairs(struct layer *l, int k)
             for (int kx = 0; kx < k; kx++)
                 for (int o = 0; o < l->Op; o++) {
                     const float *w = l->w + (((size_t)ky * l->C + 2 * c2) * k + kx) * l->Op + o;
-                    uint32_t hi = 2 * c2 + 1 < l->C ? to_bf16(w[(size_t)k * l->Op]) : 0;
+                    uint32_t hi = 2 * c2 + 1 < l->C ? nn_to_bf16(w[(size_t)k * l->Op]) : 0;
                     l->wb[(((size_t)ky * l->C2 + c2) * k + kx) * l->Op + o] =
-                        to_bf16(w[0]) | hi << 16;
+                        nn_to_bf16(w[0]) | hi << 16;
                 }
     return 0;
 }
@@ -242,7 +215,7 @@ int nn_chain_claim(const struct nn_graph *g, const struct nn_shape *shapes, cons
     t = nd->out;
     if ((p0 = prelu_of(g, shapes, readers, taken, n, t)) >= 0)
         list[cnt++] = p0, t = g->nodes[p0].out;
-    pool = sole_reader(g, readers, taken, list[cnt - 1], t);
+    pool = nn_graph_sole_reader(g, readers, taken, list[cnt - 1], t);
     if (pool < 0) return 0;
     const struct nn_node *pn = &g->nodes[pool];
     const struct nn_shape *ps = &shapes[pn->out];
@@ -257,7 +230,7 @@ int nn_chain_claim(const struct nn_graph *g, const struct nn_shape *shapes, cons
     /* 3x3 convolutions with their PReLUs, as long as each is the only reader */
     int convs[MAX_CONVS], cprelu[MAX_CONVS], S = 0, last = pool;
     for (;;) {
-        int m = sole_reader(g, readers, taken, last, t);
+        int m = nn_graph_sole_reader(g, readers, taken, last, t);
         if (m < 0 || S == MAX_CONVS || !plain_conv(g, shapes, &g->nodes[m], 3)) break;
         convs[S] = m;
         list[cnt++] = m;
@@ -281,7 +254,7 @@ int nn_chain_claim(const struct nn_graph *g, const struct nn_shape *shapes, cons
         hp[nh] = prelu_of(g, shapes, readers, taken, m, hd->out);
         /* and a sigmoid after it (P-Net's two-class softmax, fused) */
         int y = hp[nh] >= 0 ? g->nodes[hp[nh]].out : hd->out;
-        hsig[nh] = sole_reader(g, readers, taken, hp[nh] >= 0 ? hp[nh] : m, y);
+        hsig[nh] = nn_graph_sole_reader(g, readers, taken, hp[nh] >= 0 ? hp[nh] : m, y);
         if (hsig[nh] >= 0 && g->nodes[hsig[nh]].op != NN_OP_SIGMOID) hsig[nh] = -1;
         nh++;
     }

@@ -7,6 +7,7 @@
  * bytes to stream) and a block's rows are converted once, on the stack: per crop, alternated
  * runs, R-Net's layer 0.8-1.1 -> 0.5-0.6 us, O-Net's 4.1-4.7 -> 2.9-3.7 us. */
 #include "nn/kern_fc.h"
+#include "nn/bf16.h"
 
 #include <immintrin.h>
 #include <stdint.h>
@@ -57,20 +58,6 @@ int nn_fc_units(const struct nn_fc *f)
     return (f->rows + MR - 1) / MR * (f->O / G);
 }
 
-static int is_const(const struct nn_graph *g, int t)
-{
-    return t >= 0 && g->tensors[t].data && g->tensors[t].type == NN_F32;
-}
-
-/* float32 to bfloat16, rounding to nearest even (weights only: no NaNs in them). */
-static uint16_t to_bf16(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (uint16_t)(u >> 16);
-}
-
 int nn_fc_claim(const struct nn_graph *g, const struct nn_shape *shapes, const int *readers,
                 const char *taken, int n, int bf16, struct nn_fc **out, int nodes[2], int *count)
 {
@@ -78,7 +65,7 @@ int nn_fc_claim(const struct nn_graph *g, const struct nn_shape *shapes, const i
     *count = 0;
     const struct nn_node *nd = &g->nodes[n];
     if (taken[n] || nd->op != NN_OP_FULLY_CONNECTED || nd->act != NN_ACT_NONE ||
-        !is_const(g, nd->in[1]) || (nd->nin > 2 && nd->in[2] >= 0 && !is_const(g, nd->in[2])))
+        !nn_graph_const_f32(g, nd->in[1]) || (nd->nin > 2 && nd->in[2] >= 0 && !nn_graph_const_f32(g, nd->in[2])))
         return 0;
     const struct nn_shape *ws = &g->tensors[nd->in[1]].shape, *ys = &shapes[nd->out];
     if (ws->ndim != 2 || ys->ndim != 2 || ws->d[0] % G || ys->d[1] != ws->d[0] ||
@@ -90,7 +77,7 @@ int nn_fc_claim(const struct nn_graph *g, const struct nn_shape *shapes, const i
             if (g->nodes[m].in[i] == nd->out) p = i == 0 && !taken[m] ? m : g->nnodes;
     if (p < 0 || p >= g->nnodes) return 0;
     const struct nn_node *pn = &g->nodes[p];
-    if (pn->op != NN_OP_PRELU || pn->nin < 2 || !is_const(g, pn->in[1]) ||
+    if (pn->op != NN_OP_PRELU || pn->nin < 2 || !nn_graph_const_f32(g, pn->in[1]) ||
         nn_shape_count(&shapes[pn->in[1]]) != ws->d[0])
         return 0;
     struct nn_fc *f = calloc(1, sizeof *f);
@@ -120,12 +107,28 @@ int nn_fc_claim(const struct nn_graph *g, const struct nn_shape *shapes, const i
         for (int o = 0; o < f->O; o++)
             for (int i = 0; i < f->I; i++)
                 f->wb[(((size_t)(o / G) * f->I2 + i / 2) * G + o % G) * 2 + i % 2] =
-                    to_bf16(w[(size_t)o * f->I + i]);
+                    nn_to_bf16(w[(size_t)o * f->I + i]);
     }
     nodes[0] = n, nodes[1] = p;
     *count = 2;
     *out = f;
     return 1;
+}
+
+/* A block's sums a[M][GV] (outputs gi * G onwards of rows r0 ..), PReLU applied, into y. */
+AVX512 INLINE void store_block(const struct nn_fc *f, __m512 a[MR][GV], float *y, int r0, int gi,
+                               int M)
+{
+    for (int v = 0; v < GV; v++) {
+        int o = gi * G + v * LANES;
+        __m512 sl = _mm512_load_ps(f->slope + o);
+        for (int m = 0; m < M; m++) {
+            __m512 t = a[m][v];
+            t = _mm512_mask_mul_ps(t, _mm512_cmp_ps_mask(t, _mm512_setzero_ps(), _CMP_LT_OQ), t,
+                                   sl);
+            _mm512_storeu_ps(y + (size_t)(r0 + m) * f->O + o, t);
+        }
+    }
 }
 
 /* Rows r0 .. r0 + M - 1, outputs of group gi. */
@@ -149,16 +152,7 @@ AVX512 INLINE void tile(const struct nn_fc *f, const float *x, float *y, int r0,
                 a[m][v] = _mm512_fmadd_ps(s, w[v], a[m][v]);
         }
     }
-    for (int v = 0; v < GV; v++) {
-        int o = gi * G + v * LANES;
-        __m512 sl = _mm512_load_ps(f->slope + o);
-        for (int m = 0; m < M; m++) {
-            __m512 t = a[m][v];
-            t = _mm512_mask_mul_ps(t, _mm512_cmp_ps_mask(t, _mm512_setzero_ps(), _CMP_LT_OQ), t,
-                                   sl);
-            _mm512_storeu_ps(y + (size_t)(r0 + m) * f->O + o, t);
-        }
-    }
+    store_block(f, a, y, r0, gi, M);
 }
 
 /* As tile, with bfloat16 products: xb holds the block's M rows in bfloat16 (I2 pairs each). */
@@ -184,16 +178,7 @@ AVX512BF16 INLINE void tile_bf16(const struct nn_fc *f, const uint16_t *xb, floa
                 a[m][v] = _mm512_dpbf16_ps(a[m][v], s, w[v]);
         }
     }
-    for (int v = 0; v < GV; v++) {
-        int o = gi * G + v * LANES;
-        __m512 sl = _mm512_load_ps(f->slope + o);
-        for (int m = 0; m < M; m++) {
-            __m512 t = a[m][v];
-            t = _mm512_mask_mul_ps(t, _mm512_cmp_ps_mask(t, _mm512_setzero_ps(), _CMP_LT_OQ), t,
-                                   sl);
-            _mm512_storeu_ps(y + (size_t)(r0 + m) * f->O + o, t);
-        }
-    }
+    store_block(f, a, y, r0, gi, M);
 }
 
 typedef void tile_bf16_fn(const struct nn_fc *f, const uint16_t *xb, float *y, int r0, int gi);

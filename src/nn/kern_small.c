@@ -22,6 +22,7 @@
  * golden outputs move from 4.6e-3 to 6.6e-3 (O-Net) and 1.4e-3 to 5.3e-3 (R-Net) of their
  * range. */
 #include "nn/kern_small.h"
+#include "nn/bf16.h"
 
 #include <immintrin.h>
 #include <stdint.h>
@@ -92,34 +93,6 @@ int nn_small_rows(const struct nn_small *s)
 
 /* ---- claiming ---- */
 
-static int is_const(const struct nn_graph *g, int t)
-{
-    return t >= 0 && g->tensors[t].data && g->tensors[t].type == NN_F32;
-}
-
-/* The only node (after node `after`, not taken) reading tensor t, as its first input, where t
- * is no graph output; or -1. */
-static int sole_reader(const struct nn_graph *g, const int *readers, const char *taken, int after,
-                       int t)
-{
-    if (readers[t] != 1) return -1;
-    for (int m = after + 1; m < g->nnodes; m++) {
-        const struct nn_node *nd = &g->nodes[m];
-        for (int i = 0; i < nd->nin; i++)
-            if (nd->in[i] == t) return taken[m] || i != 0 ? -1 : m;
-    }
-    return -1;
-}
-
-/* float32 to bfloat16, rounding to nearest even (weights only: no NaNs in them). */
-static uint16_t to_bf16(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (uint16_t)(u >> 16);
-}
-
 int nn_small_claim(const struct nn_graph *g, const struct nn_shape *shapes, const int *readers,
                    const char *taken, int n, int bf16, struct nn_small **out, int nodes[3],
                    int *count)
@@ -128,8 +101,8 @@ int nn_small_claim(const struct nn_graph *g, const struct nn_shape *shapes, cons
     *count = 0;
     const struct nn_node *nd = &g->nodes[n];
     if (taken[n] || nd->op != NN_OP_CONV_2D || nd->act != NN_ACT_NONE || nd->stride_h != 1 ||
-        nd->stride_w != 1 || nd->dil_h != 1 || nd->dil_w != 1 || !is_const(g, nd->in[1]) ||
-        (nd->nin > 2 && nd->in[2] >= 0 && !is_const(g, nd->in[2])))
+        nd->stride_w != 1 || nd->dil_h != 1 || nd->dil_w != 1 || !nn_graph_const_f32(g, nd->in[1]) ||
+        (nd->nin > 2 && nd->in[2] >= 0 && !nn_graph_const_f32(g, nd->in[2])))
         return 0;
     const struct nn_shape *xs = &shapes[nd->in[0]], *ys = &shapes[nd->out];
     const struct nn_shape *ws = &g->tensors[nd->in[1]].shape;
@@ -143,13 +116,13 @@ int nn_small_claim(const struct nn_graph *g, const struct nn_shape *shapes, cons
     if (O < 16 || O > MAX_NB * LANES || ws->d[0] != O || ws->d[3] != Ci ||
         ys->d[1] != xs->d[1] - KH + 1 || ys->d[2] != xs->d[2] - KWi + 1 || ys->d[2] < MIN_B)
         return 0;
-    int p = sole_reader(g, readers, taken, n, nd->out);
+    int p = nn_graph_sole_reader(g, readers, taken, n, nd->out);
     if (p < 0) return 0;
     const struct nn_node *pn = &g->nodes[p];
-    if (pn->op != NN_OP_PRELU || pn->nin < 2 || !is_const(g, pn->in[1]) ||
+    if (pn->op != NN_OP_PRELU || pn->nin < 2 || !nn_graph_const_f32(g, pn->in[1]) ||
         shapes[pn->in[1]].ndim != 1 || shapes[pn->in[1]].d[0] != O)
         return 0;
-    int q = sole_reader(g, readers, taken, p, pn->out);
+    int q = nn_graph_sole_reader(g, readers, taken, p, pn->out);
     if (q < 0) return 0;
     const struct nn_node *qn = &g->nodes[q];
     const struct nn_shape *ps = &shapes[qn->out];
@@ -199,7 +172,7 @@ int nn_small_claim(const struct nn_graph *g, const struct nn_shape *shapes, cons
             for (int t = 0; t < KW * C; t++)
                 for (int o = 0; o < O; o++)
                     s->wb[(((size_t)ky * PAIRS + t / 2) * s->V + o) * 2 + t % 2] =
-                        to_bf16(s->w[((size_t)ky * KW * C + t) * s->V + o]);
+                        nn_to_bf16(s->w[((size_t)ky * KW * C + t) * s->V + o]);
     }
     nodes[0] = n, nodes[1] = p, nodes[2] = q;
     *count = 3;

@@ -144,6 +144,17 @@ static void *run(void *arg)
     }
 }
 
+/* What waits_open made, once its thread (if any) has ended. */
+static void waits_free(struct waits *ws)
+{
+    store_watch_close(ws->watch);
+    store_close(ws->store);
+    pthread_cond_destroy(&ws->wake);
+    pthread_mutex_destroy(&ws->lock);
+    free(ws->w);
+    free(ws);
+}
+
 int waits_open(const struct config *c, struct waits **out, char err[FR_ERR_LEN])
 {
     *out = NULL;
@@ -163,12 +174,7 @@ int waits_open(const struct config *c, struct waits **out, char err[FR_ERR_LEN])
     if (!rc && pthread_create(&ws->thread, NULL, run, ws) != 0)
         rc = fr_fail(err, FR_EIO, "cannot start the thread that waits for results");
     if (rc) {
-        store_watch_close(ws->watch);
-        store_close(ws->store);
-        pthread_cond_destroy(&ws->wake);
-        pthread_mutex_destroy(&ws->lock);
-        free(ws->w);
-        free(ws);
+        waits_free(ws);
         return rc;
     }
     *out = ws;
@@ -183,12 +189,7 @@ void waits_close(struct waits *ws)
     pthread_cond_signal(&ws->wake);
     pthread_mutex_unlock(&ws->lock);
     pthread_join(ws->thread, NULL); /* it calls back the remaining waiters before it ends */
-    store_watch_close(ws->watch);
-    store_close(ws->store);
-    pthread_cond_destroy(&ws->wake);
-    pthread_mutex_destroy(&ws->lock);
-    free(ws->w);
-    free(ws);
+    waits_free(ws);
 }
 
 int waits_add(struct waits *ws, struct store *s, const char *key, double deadline, wait_fn fn,
