@@ -194,7 +194,7 @@ int main(void)
                 if ((faces[k].box[2] - faces[k].box[0]) * (faces[k].box[3] - faces[k].box[1]) >
                     (faces[big].box[2] - faces[big].box[0]) * (faces[big].box[3] - faces[big].box[1]))
                     big = k;
-            rc = embed_face(e, &img, &faces[big], p->emb, err);
+            rc = embed_face(e, &img, &faces[big], p->emb, NULL, err);
             CHECK_MSG(rc == 0, "%s: %s", path, err);
             if (!rc && flip) {
                 static float crop[EMBED_SIZE * EMBED_SIZE * 3], mirrored[EMBED_SIZE * EMBED_SIZE * 3];
@@ -203,7 +203,7 @@ int main(void)
                         for (int x = 0; x < EMBED_SIZE; x++)
                             memcpy(&mirrored[(y * EMBED_SIZE + x) * 3],
                                    &crop[(y * EMBED_SIZE + EMBED_SIZE - 1 - x) * 3], 3 * sizeof(float));
-                    rc = embed_aligned(e, mirrored, p->flip, err);
+                    rc = embed_aligned(e, mirrored, p->flip, NULL, err);
                 }
             }
             p->ok = rc == 0;

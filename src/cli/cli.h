@@ -18,11 +18,6 @@ int cli_loadtest(int argc, char **argv); /* facerec loadtest URL ... IMAGE... */
 /* $FACEREC_MODELS or "models". */
 const char *cli_models_dir(void);
 
-struct buf;
-struct face_box;
-/* Appends a face's box, score and landmarks as an unterminated JSON object ("{...") to b. */
-void cli_face_json(struct buf *b, const struct face_box *f);
-
 /* Prints "facerec: <msg>" on stderr; returns 1. */
 int cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

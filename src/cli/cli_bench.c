@@ -222,7 +222,7 @@ static double median(double *v, int n)
 
 static int bench_pipeline(int argc, char **argv)
 {
-    struct recognizer_opts ro = {MTCNN_OPTS_DEFAULT, 1};
+    struct recognizer_opts ro = RECOGNIZER_OPTS_DEFAULT;
     int repeat = 20, json = 0, first = 0;
     for (; first < argc && argv[first][0] == '-'; first++) {
         if (!strcmp(argv[first], "--threads") && first + 1 < argc) ro.threads = atoi(argv[++first]);

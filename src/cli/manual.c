@@ -91,23 +91,29 @@ static const struct manual pages[] = {
      "facerec nn info models/MobileFaceNet.tflite\n"
      "facerec nn run models/onet.tflite --input in.f32 --output /tmp/onet\n"},
     {"detect", "find faces in images",
-     "facerec detect [--min-face N] [--max-side N] [--thresholds P,R,O] IMAGE...\n",
+     "facerec detect [--min-face N] [--max-side N] [--thresholds P,R,O] [--min-quality Q]\n"
+     "               IMAGE...\n",
      "Prints one JSON object per image, one a line: file, width, height and faces, each with\n"
-     "box [x1,y1,x2,y2], score and five landmarks [[x,y] x5] (eyes, nose tip, mouth corners).\n"
+     "box [x1,y1,x2,y2], score, five landmarks [[x,y] x5] (eyes, nose tip, mouth corners) and\n"
+     "quality: the length of the face's MobileFaceNet embedding before normalisation. Real\n"
+     "faces measure 48-88; a detection below --min-quality is not reported, as in the service.\n"
      "An image that cannot be read is reported on stderr; the others are still printed.\n",
      "--min-face N        smallest face searched, pixels of the detection copy (default 20)\n"
      "--max-side N        longest side of the copy faces are detected on (default 640)\n"
-     "--thresholds P,R,O  P-Net, R-Net, O-Net score thresholds (default 0.6,0.7,0.7)\n",
+     "--thresholds P,R,O  P-Net, R-Net, O-Net score thresholds (default 0.6,0.7,0.7)\n"
+     "--min-quality Q     smallest quality reported as a face (default 42; 0: every detection)\n",
      "FACEREC_MODELS  directory of the .tflite models (default models)\n", NULL,
      "facerec detect group.jpg\n"
      "facerec detect --min-face 40 *.jpg | jq '.faces | length'\n"},
     {"embed", "find faces and compute their embeddings",
-     "facerec embed [--min-face N] [--max-side N] [--thresholds P,R,O] IMAGE...\n",
+     "facerec embed [--min-face N] [--max-side N] [--thresholds P,R,O] [--min-quality Q]\n"
+     "              IMAGE...\n",
      "As 'facerec detect', with each face's 192-value unit-length embedding (MobileFaceNet on\n"
      "the face aligned by its five landmarks) added as \"embedding\".\n",
      "--min-face N        smallest face searched (default 20)\n"
      "--max-side N        longest side of the detection copy (default 640)\n"
-     "--thresholds P,R,O  detector thresholds (default 0.6,0.7,0.7)\n",
+     "--thresholds P,R,O  detector thresholds (default 0.6,0.7,0.7)\n"
+     "--min-quality Q     smallest quality reported as a face (default 42)\n",
      "FACEREC_MODELS  directory of the .tflite models (default models)\n", NULL,
      "facerec embed portrait.jpg > portrait.json\n"},
     {"enroll", "add people to a gallery file from a folder of photos",

@@ -16,6 +16,7 @@
 #include "service/metrics.h"
 #include "service/people.h"
 #include "service/waits.h"
+#include "service/worker.h"
 #include "service/web.h"
 #include "vision/pipeline.h"
 #include "store/store.h"
@@ -533,7 +534,9 @@ static enum MHD_Result do_people(struct api *a, struct MHD_Connection *c, struct
             ok = send_body(c, 200, body, (size_t)n, NULL);
         }
     } else { /* enrol */
-        if (!a->rec && recognizer_open(a->cfg.models, NULL, &a->rec, err)) {
+        struct recognizer_opts ro = worker_recognizer_opts(&a->cfg);
+        ro.threads = 1; /* enrolment runs on the API's own threads */
+        if (!a->rec && recognizer_open(a->cfg.models, &ro, &a->rec, err)) {
             snprintf(msg, sizeof msg, "cannot load the models: %s", err);
             ok = send_error(c, 503, msg);
             goto done;

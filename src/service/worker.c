@@ -164,11 +164,19 @@ static void run_job(struct worker *w, const struct queue_msg *m)
              faces == 1 ? "" : "s", answer, now_ms() - t0, t2 - t1);
 }
 
-int worker_recognizer(const struct config *c, struct recognizer **out, char err[FR_ERR_LEN])
+struct recognizer_opts worker_recognizer_opts(const struct config *c)
 {
-    struct recognizer_opts ro = {MTCNN_OPTS_DEFAULT, c->worker_threads};
+    struct recognizer_opts ro = RECOGNIZER_OPTS_DEFAULT;
+    ro.threads = c->worker_threads;
     ro.detect.min_face = c->min_face;
     ro.detect.max_side = c->detect_max_side;
+    ro.min_quality = (float)c->min_face_quality;
+    return ro;
+}
+
+int worker_recognizer(const struct config *c, struct recognizer **out, char err[FR_ERR_LEN])
+{
+    struct recognizer_opts ro = worker_recognizer_opts(c);
     int rc = recognizer_open(c->models, &ro, out, err);
     if (!rc && (rc = recognizer_warm(*out, err)) != 0) {
         recognizer_close(*out);

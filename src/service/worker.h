@@ -16,6 +16,7 @@
 
 #include "util/config.h"
 #include "util/err.h"
+#include "vision/pipeline.h"
 
 /* Runs jobs until *stop becomes non-zero (checked between jobs and receives: a job in progress
  * is finished first). Returns 0 after a stop, or an error when the worker cannot start (models,
@@ -23,11 +24,13 @@
 int worker_run(const struct config *c, volatile sig_atomic_t *stop,
                char err[FR_ERR_LEN]) FR_MUST_USE;
 
-struct recognizer;
 /* The same with a recognizer already opened and warmed (a worker forked by the pool uses the
  * template's); the recognizer stays the caller's. */
 int worker_loop(const struct config *c, struct recognizer *rec, volatile sig_atomic_t *stop,
                 char err[FR_ERR_LEN]) FR_MUST_USE;
+
+/* The recognizer settings of c (detection, quality, threads). */
+struct recognizer_opts worker_recognizer_opts(const struct config *c);
 
 /* Opens and warms the recognizer a worker runs with these settings. */
 int worker_recognizer(const struct config *c, struct recognizer **out,

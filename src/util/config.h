@@ -37,6 +37,7 @@ struct config {
     double match_threshold;
     int min_face;
     int detect_max_side;
+    double min_face_quality;
     int job_timeout_seconds;
     /* workers and scaling */
     int workers;

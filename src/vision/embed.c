@@ -50,13 +50,13 @@ int embed_align(const struct image *img, const struct face_box *face,
 }
 
 int embed_face(struct embedder *e, const struct image *img, const struct face_box *face,
-               float out[EMBED_DIM], char err[FR_ERR_LEN])
+               float out[EMBED_DIM], float *quality, char err[FR_ERR_LEN])
 {
     int rc = embed_align(img, face, e->input, err);
-    return rc ? rc : embed_aligned(e, e->input, out, err);
+    return rc ? rc : embed_aligned(e, e->input, out, quality, err);
 }
 
-int embed_aligned(struct embedder *e, const float *aligned, float out[EMBED_DIM],
+int embed_aligned(struct embedder *e, const float *aligned, float out[EMBED_DIM], float *quality,
                   char err[FR_ERR_LEN])
 {
     int rc;
@@ -74,5 +74,6 @@ int embed_aligned(struct embedder *e, const float *aligned, float out[EMBED_DIM]
         return fr_fail(err, FR_EBACKEND, "embedding has no direction");
     for (int i = 0; i < EMBED_DIM; i++)
         out[i] = (float)(o[0].data[i] / norm);
+    if (quality) *quality = (float)norm;
     return 0;
 }

@@ -24,13 +24,20 @@ int embed_open(const char *model_dir, pthreadpool_t pool, struct embedder **out,
 /* NULL does nothing. */
 void embed_close(struct embedder *e);
 
-/* Aligns the face (by face->lm) from img and writes its unit-length embedding to out.
+/* Aligns the face (by face->lm) from img and writes its unit-length embedding to out, and, when
+ * quality is not NULL, the embedding's length before normalisation to *quality.
+ *
+ * That length says how much of a face MobileFaceNet found (as in MagFace and AdaFace, where the
+ * feature norm tracks face quality). Measured on the labelled photos and face-api's demo photos:
+ * every real face 48-88, also greyscale, in profile, and scaled down to 14 pixels; the two things
+ * O-Net took for faces there, a patterned dress and a lock of hair, 22 and 37.
  * Returns 0, FR_EINVAL for degenerate landmarks, or an engine error. */
 int embed_face(struct embedder *e, const struct image *img, const struct face_box *face,
-               float out[EMBED_DIM], char err[FR_ERR_LEN]) FR_MUST_USE;
+               float out[EMBED_DIM], float *quality, char err[FR_ERR_LEN]) FR_MUST_USE;
 
-/* The unit-length embedding of an already aligned crop (as embed_align writes it). */
-int embed_aligned(struct embedder *e, const float *aligned, float out[EMBED_DIM],
+/* The unit-length embedding of an already aligned crop (as embed_align writes it); quality as
+ * for embed_face. */
+int embed_aligned(struct embedder *e, const float *aligned, float out[EMBED_DIM], float *quality,
                   char err[FR_ERR_LEN]) FR_MUST_USE;
 
 /* The aligned 112x112 crop of the face as normalised floats (for tests and debugging). */

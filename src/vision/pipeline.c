@@ -24,12 +24,7 @@ int recognizer_open(const char *dir, const struct recognizer_opts *opts, struct 
     *out = NULL;
     struct recognizer *r = calloc(1, sizeof *r);
     if (!r) return fr_fail(err, FR_ENOMEM, "out of memory");
-    if (opts) {
-        r->opts = *opts;
-    } else {
-        r->opts.detect = (struct mtcnn_opts)MTCNN_OPTS_DEFAULT;
-        r->opts.threads = 1;
-    }
+    r->opts = opts ? *opts : (struct recognizer_opts)RECOGNIZER_OPTS_DEFAULT;
     int rc = 0;
     if (r->opts.threads > 1 && !(r->pool = pthreadpool_create((size_t)r->opts.threads)))
         rc = fr_fail(err, FR_ENOMEM, "cannot create a thread pool of %d", r->opts.threads);
@@ -49,7 +44,7 @@ int recognizer_warm(struct recognizer *r, char err[FR_ERR_LEN])
     if (rc) return rc;
     static float blank[EMBED_SIZE * EMBED_SIZE * 3];
     float emb[EMBED_DIM];
-    rc = embed_aligned(r->emb, blank, emb, err);
+    rc = embed_aligned(r->emb, blank, emb, NULL, err);
     return rc == FR_EBACKEND ? 0 : rc; /* a blank face may have no direction: that is fine */
 }
 
@@ -103,24 +98,31 @@ int recognizer_run(struct recognizer *r, const struct image *img, double deadlin
         return fr_fail(err, FR_ENOMEM, "out of memory");
     }
     t0 = now_ms();
+    int kept = 0;
     for (int i = 0; i < n && !rc; i++) {
         if (deadline > 0 && now_ms() > deadline) {
             rc = fr_fail(err, FR_ETIMEOUT, "stopped: the job's time limit was reached");
             break;
         }
-        struct face_result *f = &out->faces[i];
+        struct face_result *f = &out->faces[kept];
         f->det = boxes[i];
         f->similarity = NAN;
+        f->quality = NAN;
         char why[FR_ERR_LEN];
-        int e = embed_face(r->emb, img, &boxes[i], f->emb, why);
-        if (e == FR_EINVAL) continue; /* degenerate landmarks: a face without an embedding */
-        if (e) rc = fr_fail(err, e, "%s", why);
-        f->has_emb = 1;
-        if (out->largest < 0 || box_area(&f->det) > box_area(&out->faces[out->largest].det))
-            out->largest = i;
+        int e = embed_face(r->emb, img, &boxes[i], f->emb, &f->quality, why);
+        if (e && e != FR_EINVAL) { /* FR_EINVAL: degenerate landmarks, a face without embedding */
+            rc = fr_fail(err, e, "%s", why);
+            break;
+        }
+        f->has_emb = !e;
+        if (f->has_emb && f->quality < r->opts.min_quality) continue; /* not a face */
+        if (f->has_emb &&
+            (out->largest < 0 || box_area(&f->det) > box_area(&out->faces[out->largest].det)))
+            out->largest = kept;
+        kept++;
     }
     out->t.align_embed = now_ms() - t0;
-    out->n = n;
+    out->n = kept;
     free(boxes);
     if (rc) {
         recognition_free(out);
@@ -130,7 +132,7 @@ int recognizer_run(struct recognizer *r, const struct image *img, double deadlin
     int fw, fh;
     image_full_size(img, &fw, &fh);
     float sx = (float)fw / (float)img->w, sy = (float)fh / (float)img->h;
-    for (int i = 0; i < n && (fw != img->w || fh != img->h); i++) {
+    for (int i = 0; i < out->n && (fw != img->w || fh != img->h); i++) {
         struct face_box *b = &out->faces[i].det;
         b->box[0] *= sx, b->box[1] *= sy, b->box[2] *= sx, b->box[3] *= sy;
         for (int k = 0; k < 5; k++)
@@ -173,7 +175,9 @@ void recognition_json(const struct recognition *res, int with_embeddings, struct
                    d->box[0], d->box[1], d->box[2], d->box[3], d->score);
         for (int k = 0; k < 5; k++)
             buf_printf(b, "%s[%.1f,%.1f]", k ? "," : "", d->lm[2 * k], d->lm[2 * k + 1]);
-        buf_append(b, "],\"name\":", 9);
+        buf_append(b, "],\"quality\":", 12);
+        buf_json_num(b, f->quality);
+        buf_append(b, ",\"name\":", 8);
         buf_json_str(b, f->name[0] ? f->name : "Unknown");
         buf_append(b, ",\"similarity\":", 14);
         buf_json_num(b, f->similarity);

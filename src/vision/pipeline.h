@@ -20,16 +20,24 @@
  * (same-person pairs >= 0.512, different-person pairs <= 0.402; README): midway. */
 #define RECOGNIZER_THRESHOLD_DEFAULT 0.45f
 #define RECOGNIZER_NAME_MAX 128
+/* Embedding length (embed_face's quality) below which a detection is not reported as a face:
+ * midway between the highest non-face O-Net passed on the test photos (37) and the lowest real
+ * face (48); see embed.h. */
+#define RECOGNIZER_MIN_QUALITY_DEFAULT 42.0f
 
 struct recognizer_opts {
     struct mtcnn_opts detect;
-    int threads; /* engine threads (default 1) */
+    int threads;       /* engine threads (default 1) */
+    float min_quality; /* detections whose embedding is shorter are dropped; 0 keeps them all */
 };
+
+#define RECOGNIZER_OPTS_DEFAULT {MTCNN_OPTS_DEFAULT, 1, RECOGNIZER_MIN_QUALITY_DEFAULT}
 
 struct face_result {
     struct face_box det;
     float emb[EMBED_DIM];
     int has_emb;                         /* 0 when alignment failed (degenerate landmarks) */
+    float quality;                       /* embed_face's quality; NAN without embedding */
     char name[RECOGNIZER_NAME_MAX + 1]; /* best match, or "" when unknown or unmatched */
     float similarity;                   /* to the best match; NAN before matching */
 };
@@ -65,7 +73,8 @@ int recognizer_decode(const struct recognizer *r, const uint8_t *buf, size_t len
                       char err[FR_ERR_LEN]) FR_MUST_USE;
 
 /* Detects and embeds every face of img into *out (freed with recognition_free, also on error).
- * deadline: CLOCK_MONOTONIC milliseconds after which the work stops with FR_ETIMEOUT (0: none).
+ * Detections whose embedding is shorter than opts.min_quality are not faces and not reported;
+ * those that cannot be aligned (degenerate landmarks) are, without embedding. deadline: CLOCK_MONOTONIC milliseconds after which the work stops with FR_ETIMEOUT (0: none).
  * Returns 0 or the errors of mtcnn_detect / embed_face. */
 int recognizer_run(struct recognizer *r, const struct image *img, double deadline,
                    struct recognition *out, char err[FR_ERR_LEN]) FR_MUST_USE;
@@ -82,7 +91,7 @@ void recognizer_detect_timing(const struct recognizer *r, struct mtcnn_timing *t
 /* The one-line answer: the largest face's name, "Unknown" when it matches no one, "No face". */
 const char *recognition_result(const struct recognition *res);
 
-/* Appends {"result":..., "faces":[{box, score, landmarks, name, similarity}]} members (without
+/* Appends {"result":..., "faces":[{box, score, landmarks, quality, name, similarity}]} members (without
  * the braces) to b; with_embeddings adds each face's embedding. */
 void recognition_json(const struct recognition *res, int with_embeddings, struct buf *b);
 
