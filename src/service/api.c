@@ -342,7 +342,14 @@ static enum MHD_Result finish_upload(struct api *a, struct MHD_Connection *c, st
     /* the input first, then the message: a worker never sees a job whose input is missing. The
      * message is committed with the others that arrive meanwhile (queue_sender). */
     int rc = store_put(h->store, a->cfg.s3_in_bucket, key, rq->file.data, rq->file.len, err);
-    if (!rc) rc = queue_sender_send(a->sender, key, err);
+    if (!rc && (rc = queue_sender_send(a->sender, key, err)) != 0) {
+        /* refused: the client will upload again under a new id, so this input is nobody's. If
+         * the message went through after all (an ambiguous SQS failure), its worker writes an
+         * "input missing" result that nobody asks for. */
+        char derr[FR_ERR_LEN];
+        if (store_delete(h->store, a->cfg.s3_in_bucket, key, derr))
+            log_warn(id, "removing the input of a refused upload: %s", derr);
+    }
     if (rc) {
         handles_put(a, h);
         log_error(id, "accepting the upload failed: %s", err);
