@@ -484,20 +484,59 @@ static enum MHD_Result send_people(struct MHD_Connection *c, unsigned code, cons
     return ok;
 }
 
-/* Stores the cached gallery after a change (caller holds enrol_lock). On success the cache
- * takes the stored version, so it is not read back; on failure the cache is dropped, so that
- * the next request starts again from what is stored. */
-static int save_people(struct api *a, struct handles *h, char err[FR_ERR_LEN])
+/* Appends {"file":..., "error":...} to a JSON list being built in b. */
+static void skip_json(struct buf *b, const char *file, const char *why)
 {
-    int rc = people_save(h->store, &a->cfg, a->people.g, err);
-    if (!rc) {
-        char why[FR_ERR_LEN];
-        if (store_version(h->store, a->cfg.s3_out_bucket, PEOPLE_KEY, a->people.ver, why))
-            a->people.ver[0] = 0; /* unknown: the next refresh reads it back */
-    } else {
+    buf_append(b, b->len ? ",{\"file\":" : "{\"file\":", b->len ? 9 : 8);
+    buf_json_str(b, file);
+    buf_append(b, ",\"error\":", 9);
+    buf_json_str(b, why);
+    buf_append(b, "}", 1);
+}
+
+/* A face found for enrolment, before it is added to the gallery. */
+struct enrol_face {
+    const char *file;
+    float emb[EMBED_DIM];
+};
+
+#define PEOPLE_TRIES 8 /* compare-and-swap attempts of one change of the gallery */
+
+/* Changes the gallery (caller holds enrol_lock): removes name (remove), or adds faces[0..n) to
+ * name, listing in skipped those the gallery refuses (full). The change is made on the stored
+ * gallery and written only if that is still the stored version (store_put_if): when another API
+ * process changed it in between, the change is made again on theirs. On success the cache holds
+ * what was stored and its version; on failure the cache is dropped, so that the next request
+ * starts from what is stored. Returns 0 (*added faces added; none stored when 0), FR_ENOTFOUND
+ * (remove: no such person), or the store's errors. */
+static int change_people(struct api *a, struct handles *h, const char *name, int remove,
+                         const struct enrol_face *faces, int n, struct buf *skipped, int *added,
+                         char err[FR_ERR_LEN])
+{
+    size_t skipped_before = skipped ? skipped->len : 0;
+    for (int attempt = 1;; attempt++) {
+        int rc = people_refresh(&a->people, h->store, &a->cfg, 0, err);
+        if (rc) return rc;
+        struct gallery *g = a->people.g;
+        *added = 0;
+        if (skipped && skipped->len > skipped_before) { /* this attempt's refusals only */
+            skipped->len = skipped_before;
+            skipped->data[skipped->len] = 0;
+        }
+        if (remove && gallery_remove(g, name) == FR_ENOTFOUND) return FR_ENOTFOUND;
+        for (int i = 0; i < n; i++) {
+            char why[FR_ERR_LEN];
+            if (gallery_add(g, name, faces[i].emb, why)) skip_json(skipped, faces[i].file, why);
+            else (*added)++;
+        }
+        if (!remove && *added == 0) return 0;
+        rc = people_save(h->store, &a->cfg, g, a->people.ver, err);
+        if (!rc) return 0;
         people_cache_free(&a->people);
+        if (rc != FR_ECONFLICT || attempt == PEOPLE_TRIES) return rc;
+        log_info(NULL, "the gallery changed meanwhile (attempt %d): making the change again",
+                 attempt);
     }
-    return rc;
 }
 
 static enum MHD_Result do_people(struct api *a, struct MHD_Connection *c, struct request *rq,
@@ -517,17 +556,19 @@ static enum MHD_Result do_people(struct api *a, struct MHD_Connection *c, struct
     if (!h) return send_error(c, 503, "storage unavailable");
     pthread_mutex_lock(&a->enrol_lock);
     enum MHD_Result ok;
-    int rc = people_refresh(&a->people, h->store, &a->cfg, 0, err);
-    struct gallery *g = a->people.g;
-    if (rc) {
-        snprintf(msg, sizeof msg, "gallery unavailable: %s", err);
-        ok = send_error(c, 503, msg);
-    } else if (rq->route == R_PEOPLE) {
-        ok = send_people(c, 200, g, NULL);
+    int rc, added = 0;
+    if (rq->route == R_PEOPLE) {
+        if ((rc = people_refresh(&a->people, h->store, &a->cfg, 0, err)) != 0) {
+            snprintf(msg, sizeof msg, "gallery unavailable: %s", err);
+            ok = send_error(c, 503, msg);
+        } else {
+            ok = send_people(c, 200, a->people.g, NULL);
+        }
     } else if (rq->route == R_UNENROL) {
-        if (gallery_remove(g, name) == FR_ENOTFOUND) {
+        rc = change_people(a, h, name, 1, NULL, 0, NULL, &added, err);
+        if (rc == FR_ENOTFOUND) {
             ok = send_error(c, 404, "no such person");
-        } else if (save_people(a, h, err)) {
+        } else if (rc) {
             log_error(NULL, "storing the gallery: %s", err);
             ok = send_error(c, 503, "could not store the gallery");
         } else {
@@ -540,7 +581,7 @@ static enum MHD_Result do_people(struct api *a, struct MHD_Connection *c, struct
             int n = snprintf(body, sizeof body, "{\"status\":\"deleted\"}\n");
             ok = send_body(c, 200, body, (size_t)n, NULL);
         }
-    } else { /* enrol */
+    } else { /* enrol: the faces first, then the gallery */
         struct recognizer_opts ro = worker_recognizer_opts(&a->cfg);
         ro.threads = 1; /* enrolment runs on the API's own threads */
         if (!a->rec && recognizer_open(a->cfg.models, &ro, &a->rec, err)) {
@@ -550,8 +591,9 @@ static enum MHD_Result do_people(struct api *a, struct MHD_Connection *c, struct
         }
         struct buf skipped;
         buf_init(&skipped, 1 << 20);
-        int added = 0;
-        uint8_t *thumb = NULL; /* of the first face added */
+        struct enrol_face faces[ENROL_MAX_PHOTOS];
+        int nfaces = 0;
+        uint8_t *thumb = NULL; /* of the first face */
         size_t thumb_len = 0;
         for (int i = 0; i < rq->nphotos; i++) {
             struct photo *p = &rq->photos[i];
@@ -565,27 +607,26 @@ static enum MHD_Result do_people(struct api *a, struct MHD_Connection *c, struct
                      recognizer_run(a->rec, &img, 0, &res, err))
                 why = err;
             else if (res.largest < 0) why = "no face found";
-            else if (gallery_add(g, name, res.faces[res.largest].emb, err)) why = err;
-            else if (added++ == 0 &&
-                     people_photo_make(&img, &res.faces[res.largest].det, &thumb, &thumb_len, err))
-                log_warn(NULL, "no thumbnail of %s: %s", name, err); /* the page does without */
             if (why) {
-                buf_append(&skipped, skipped.len ? ",{\"file\":" : "{\"file\":", skipped.len ? 9 : 8);
-                buf_json_str(&skipped, p->filename);
-                buf_append(&skipped, ",\"error\":", 9);
-                buf_json_str(&skipped, why);
-                buf_append(&skipped, "}", 1);
+                skip_json(&skipped, p->filename, why);
+            } else {
+                const struct face_result *f = &res.faces[res.largest];
+                faces[nfaces].file = p->filename;
+                memcpy(faces[nfaces].emb, f->emb, sizeof f->emb);
+                if (nfaces++ == 0 && people_photo_make(&img, &f->det, &thumb, &thumb_len, err))
+                    log_warn(NULL, "no thumbnail of %s: %s", name, err); /* the page does without */
             }
             recognition_free(&res);
             image_free(&img);
         }
-        if (added == 0) {
+        rc = nfaces ? change_people(a, h, name, 0, faces, nfaces, &skipped, &added, err) : 0;
+        if (rc) {
+            log_error(NULL, "storing the gallery: %s", err);
+            ok = send_error(c, 503, "could not store the gallery");
+        } else if (added == 0) {
             snprintf(msg, sizeof msg, "no usable face in the %d photo%s", rq->nphotos,
                      rq->nphotos == 1 ? "" : "s");
             ok = send_error(c, 400, msg);
-        } else if (save_people(a, h, err)) {
-            log_error(NULL, "storing the gallery: %s", err);
-            ok = send_error(c, 503, "could not store the gallery");
         } else {
             int examples = gallery_examples_of(a->people.g, name);
             struct buf b;

@@ -28,14 +28,16 @@ int people_load(struct store *s, const struct config *c, struct gallery **g, cha
     return 0;
 }
 
-int people_save(struct store *s, const struct config *c, const struct gallery *g,
+int people_save(struct store *s, const struct config *c, const struct gallery *g, char ver[64],
                 char err[FR_ERR_LEN])
 {
     struct buf b;
     buf_init(&b, GALLERY_FILE_MAX);
     int rc = gallery_serialize(g, &b);
+    char now[64];
     if (rc) rc = fr_fail(err, rc, "gallery too large");
-    else rc = store_put(s, c->s3_out_bucket, PEOPLE_KEY, b.data, b.len, err);
+    else rc = store_put_if(s, c->s3_out_bucket, PEOPLE_KEY, b.data, b.len, ver, now, err);
+    if (!rc) memcpy(ver, now, 64);
     buf_free(&b);
     return rc;
 }

@@ -30,8 +30,10 @@ struct people_cache {
 int people_load(struct store *s, const struct config *c, struct gallery **g, char ver[64],
                 char err[FR_ERR_LEN]) FR_MUST_USE;
 
-/* Stores g as the gallery. */
-int people_save(struct store *s, const struct config *c, const struct gallery *g,
+/* Stores g as the gallery if the stored one is still at version ver ("" for none stored yet),
+ * and sets ver to the new version: FR_ECONFLICT when someone else stored a gallery since ver was
+ * read (store_put_if). */
+int people_save(struct store *s, const struct config *c, const struct gallery *g, char ver[64],
                 char err[FR_ERR_LEN]) FR_MUST_USE;
 
 /* Makes pc->g current: reloads when the stored version changed, checking at most every

@@ -6,8 +6,10 @@
 
 /* The backend behind the interface; each backend fills one of these. */
 struct store_ops {
+    /* if_ver NULL: unconditional; else only while the object is at that version ("" absent),
+     * else FR_ECONFLICT. new_ver (may be NULL) receives the written object's version. */
     int (*put)(void *impl, const char *bucket, const char *key, const void *data, size_t len,
-               char *err);
+               const char *if_ver, char *new_ver, char *err);
     int (*get)(void *impl, const char *bucket, const char *key, size_t max, uint8_t **data,
                size_t *len, char *err);
     int (*del)(void *impl, const char *bucket, const char *key, char *err);

@@ -72,7 +72,15 @@ int store_put(struct store *s, const char *bucket, const char *key, const void *
               char err[FR_ERR_LEN])
 {
     int rc = check_names(bucket, key, err);
-    return rc ? rc : s->ops->put(s->impl, bucket, key, data, len, err);
+    return rc ? rc : s->ops->put(s->impl, bucket, key, data, len, NULL, NULL, err);
+}
+
+int store_put_if(struct store *s, const char *bucket, const char *key, const void *data,
+                 size_t len, const char *if_ver, char new_ver[64], char err[FR_ERR_LEN])
+{
+    if (new_ver) new_ver[0] = 0;
+    int rc = check_names(bucket, key, err);
+    return rc ? rc : s->ops->put(s->impl, bucket, key, data, len, if_ver, new_ver, err);
 }
 
 int store_get(struct store *s, const char *bucket, const char *key, size_t max, uint8_t **data,

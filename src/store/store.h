@@ -35,6 +35,17 @@ int store_key_valid(const char *key);
 int store_put(struct store *s, const char *bucket, const char *key, const void *data, size_t len,
               char err[FR_ERR_LEN]) FR_MUST_USE;
 
+/* As store_put, but only while the object is still at version if_ver (as store_version gave
+ * it; "" for "does not exist"): a compare-and-swap for read-modify-write of a shared object.
+ * The written object's version goes to new_ver when not NULL. Returns FR_ECONFLICT when the
+ * object changed since if_ver (nothing is written), or store_put's errors.
+ * Local files: the conditional writes of a bucket exclude each other (a lock file), plain
+ * store_put does not take part. S3: If-Match / If-None-Match, which AWS S3 honours; a service
+ * that ignores them (fauxqs does) turns this into a plain put. */
+int store_put_if(struct store *s, const char *bucket, const char *key, const void *data,
+                 size_t len, const char *if_ver, char new_ver[64],
+                 char err[FR_ERR_LEN]) FR_MUST_USE;
+
 /* Reads the object into *data (caller frees; NUL-terminated for convenience, not counted in
  * *len). Returns 0, FR_ENOTFOUND, FR_ETOOBIG (over max bytes), FR_EINVAL, FR_EIO/FR_EBACKEND. */
 int store_get(struct store *s, const char *bucket, const char *key, size_t max, uint8_t **data,

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <poll.h>
+#include <sys/file.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -44,15 +45,57 @@ static int bucket_dir(const struct fs *f, const char *bucket, char *buf, size_t 
     return snprintf(buf, n, "%s/%s", f->root, bucket) >= (int)n ? FR_EINVAL : 0;
 }
 
-static int fs_put(void *impl, const char *bucket, const char *key, const void *data, size_t len,
-                  char *err)
+/* An object's version: rename() gives a replaced object a new inode, and with the time and size
+ * that is a reliable change mark. */
+static void version_of(const struct stat *st, char ver[64])
+{
+    snprintf(ver, 64, "%llx-%lld.%09ld-%lld", (unsigned long long)st->st_ino,
+             (long long)st->st_mtim.tv_sec, st->st_mtim.tv_nsec, (long long)st->st_size);
+}
+
+static int fs_version(void *impl, const char *bucket, const char *key, char ver[64], char *err)
 {
     struct fs *f = impl;
-    char dir[CONFIG_STR_MAX + 96], path[CONFIG_STR_MAX + 96 + STORE_KEY_MAX + 2],
-        tmp[sizeof path + 32];
-    if (bucket_dir(f, bucket, dir, sizeof dir)) return fr_fail(err, FR_EINVAL, "path too long");
+    char path[CONFIG_STR_MAX + 96 + STORE_KEY_MAX + 2];
+    if (snprintf(path, sizeof path, "%s/%s/%s", f->root, bucket, key) >= (int)sizeof path)
+        return fr_fail(err, FR_EINVAL, "path too long");
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return fr_fail(err, errno == ENOENT ? FR_ENOTFOUND : FR_EIO, "%s: %s", path, strerror(errno));
+    version_of(&st, ver);
+    return 0;
+}
+
+/* Takes the bucket's lock of conditional writes (dir/.lock, flock): *fd to close to let go. */
+static int lock_bucket(const char *dir, int *fd, char *err)
+{
+    char path[CONFIG_STR_MAX + 96 + 8];
+    snprintf(path, sizeof path, "%s/.lock", dir);
+    *fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (*fd < 0 && errno == ENOENT) {
+        int rc = mkdir_p(dir, err);
+        if (rc) return rc;
+        *fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    }
+    if (*fd < 0) return fr_fail(err, FR_EIO, "open %s: %s", path, strerror(errno));
+    int r;
+    while ((r = flock(*fd, LOCK_EX)) != 0 && errno == EINTR)
+        ;
+    if (r != 0) {
+        int rc = fr_fail(err, FR_EIO, "lock %s: %s", path, strerror(errno));
+        close(*fd);
+        *fd = -1;
+        return rc;
+    }
+    return 0;
+}
+
+/* Writes path (in dir) atomically; its version into new_ver when not NULL. */
+static int write_object(struct fs *f, const char *dir, const char *path, const void *data,
+                        size_t len, char *new_ver, char *err)
+{
+    char tmp[CONFIG_STR_MAX + 96 + STORE_KEY_MAX + 2 + 32];
     int rc = 0;
-    snprintf(path, sizeof path, "%s/%s", dir, key);
     /* the temp name is hidden (leading '.') and unique per process and call */
     static unsigned counter;
     snprintf(tmp, sizeof tmp, "%s/.tmp.%ld.%u", dir, (long)getpid(),
@@ -75,6 +118,11 @@ static int fs_put(void *impl, const char *bucket, const char *key, const void *d
         p += w, left -= (size_t)w;
     }
     if (!rc && f->sync && fsync(fd) != 0) rc = fr_fail(err, FR_EIO, "fsync %s: %s", tmp, strerror(errno));
+    struct stat st; /* rename() keeps the inode and time: the object's version as it will be */
+    if (!rc && new_ver) {
+        if (fstat(fd, &st) == 0) version_of(&st, new_ver);
+        else rc = fr_fail(err, FR_EIO, "stat %s: %s", tmp, strerror(errno));
+    }
     if (close(fd) != 0 && !rc) rc = fr_fail(err, FR_EIO, "close %s: %s", tmp, strerror(errno));
     if (!rc && rename(tmp, path) != 0)
         rc = fr_fail(err, FR_EIO, "rename to %s: %s", path, strerror(errno));
@@ -90,6 +138,27 @@ static int fs_put(void *impl, const char *bucket, const char *key, const void *d
     }
     return rc;
 }
+
+static int fs_put(void *impl, const char *bucket, const char *key, const void *data, size_t len,
+                  const char *if_ver, char *new_ver, char *err)
+{
+    struct fs *f = impl;
+    char dir[CONFIG_STR_MAX + 96], path[CONFIG_STR_MAX + 96 + STORE_KEY_MAX + 2];
+    if (bucket_dir(f, bucket, dir, sizeof dir)) return fr_fail(err, FR_EINVAL, "path too long");
+    snprintf(path, sizeof path, "%s/%s", dir, key);
+    if (!if_ver) return write_object(f, dir, path, data, len, new_ver, err);
+    int lock, rc = lock_bucket(dir, &lock, err);
+    if (rc) return rc;
+    char ver[64];
+    rc = fs_version(impl, bucket, key, ver, err);
+    if (rc == FR_ENOTFOUND) ver[0] = 0, rc = 0;
+    if (!rc && strcmp(ver, if_ver) != 0)
+        rc = fr_fail(err, FR_ECONFLICT, "%s/%s changed since it was read", bucket, key);
+    if (!rc) rc = write_object(f, dir, path, data, len, new_ver, err);
+    close(lock);
+    return rc;
+}
+
 
 static int fs_get(void *impl, const char *bucket, const char *key, size_t max, uint8_t **data,
                   size_t *len, char *err)
@@ -138,21 +207,6 @@ static int fs_del(void *impl, const char *bucket, const char *key, char *err)
         return fr_fail(err, FR_EINVAL, "path too long");
     if (unlink(path) != 0 && errno != ENOENT)
         return fr_fail(err, FR_EIO, "unlink %s: %s", path, strerror(errno));
-    return 0;
-}
-
-static int fs_version(void *impl, const char *bucket, const char *key, char ver[64], char *err)
-{
-    struct fs *f = impl;
-    char path[CONFIG_STR_MAX + 96 + STORE_KEY_MAX + 2];
-    if (snprintf(path, sizeof path, "%s/%s/%s", f->root, bucket, key) >= (int)sizeof path)
-        return fr_fail(err, FR_EINVAL, "path too long");
-    struct stat st;
-    if (stat(path, &st) != 0)
-        return fr_fail(err, errno == ENOENT ? FR_ENOTFOUND : FR_EIO, "%s: %s", path, strerror(errno));
-    /* rename() gives a replaced object a new inode: with the time, a reliable change mark */
-    snprintf(ver, 64, "%llx-%lld.%09ld-%lld", (unsigned long long)st.st_ino, (long long)st.st_mtim.tv_sec,
-             st.st_mtim.tv_nsec, (long long)st.st_size);
     return 0;
 }
 

@@ -17,10 +17,11 @@ struct s3 {
     char in[64], out[64];
 };
 
-/* One signed request on bucket/key (key NULL: the bucket itself). */
+/* One signed request on bucket/key (key NULL: the bucket itself), with the extra header cond
+ * when not NULL. */
 static int request(struct s3 *s, const char *method, const char *bucket, const char *key,
-                   const void *body, size_t body_len, size_t max, struct aws_response *r,
-                   char *err)
+                   const void *body, size_t body_len, size_t max,
+                   const struct sigv4_header *cond, struct aws_response *r, char *err)
 {
     struct aws_endpoint ep = s->ep;
     char path[STORE_KEY_MAX * 3 + 128] = "";
@@ -34,9 +35,11 @@ static int request(struct s3 *s, const char *method, const char *bucket, const c
         return fr_fail(err, FR_EINVAL, "object key too long");
     struct sigv4_key k = {s->access, s->secret, s->region, "s3"};
     /* bytes are bytes: without this libcurl would label a body as a form */
-    struct sigv4_header ct = {"content-type", "application/octet-stream"};
-    return aws_call(s->curl, &ep, &k, method, path, "", body ? &ct : NULL, body ? 1 : 0, body,
-                    body_len, max, r, err);
+    struct sigv4_header hs[2];
+    int n = 0;
+    if (body) hs[n++] = (struct sigv4_header){"content-type", "application/octet-stream"};
+    if (cond) hs[n++] = *cond;
+    return aws_call(s->curl, &ep, &k, method, path, "", hs, n, body, body_len, max, r, err);
 }
 
 static int status_error(const struct aws_response *r, const char *what, const char *bucket,
@@ -49,11 +52,22 @@ static int status_error(const struct aws_response *r, const char *what, const ch
 }
 
 static int s3_put(void *impl, const char *bucket, const char *key, const void *data, size_t len,
-                  char *err)
+                  const char *if_ver, char *new_ver, char *err)
 {
+    /* a version is an ETag without its quotes (aws.c): If-Match wants them back */
+    char tag[80];
+    struct sigv4_header cond = {"if-none-match", "*"};
+    if (if_ver && *if_ver) {
+        snprintf(tag, sizeof tag, "\"%s\"", if_ver);
+        cond = (struct sigv4_header){"if-match", tag};
+    }
     struct aws_response r = {0};
-    int rc = request(impl, "PUT", bucket, key, data, len, 1 << 16, &r, err);
-    if (!rc && r.status != 200) rc = status_error(&r, "PUT", bucket, key, err);
+    int rc = request(impl, "PUT", bucket, key, data, len, 1 << 16, if_ver ? &cond : NULL, &r, err);
+    if (!rc && (r.status == 412 || r.status == 409) && if_ver)
+        rc = fr_fail(err, FR_ECONFLICT, "%s/%s changed since it was read", bucket, key);
+    else if (!rc && r.status != 200)
+        rc = status_error(&r, "PUT", bucket, key, err);
+    if (!rc && new_ver) snprintf(new_ver, 64, "%s", r.etag);
     aws_response_free(&r);
     return rc;
 }
@@ -62,7 +76,7 @@ static int s3_get(void *impl, const char *bucket, const char *key, size_t max, u
                   size_t *len, char *err)
 {
     struct aws_response r = {0};
-    int rc = request(impl, "GET", bucket, key, NULL, 0, max, &r, err);
+    int rc = request(impl, "GET", bucket, key, NULL, 0, max, NULL, &r, err);
     if (!rc && r.status != 200) rc = status_error(&r, "GET", bucket, key, err);
     buf_free(&r.error);
     if (rc) {
@@ -81,7 +95,7 @@ static int s3_get(void *impl, const char *bucket, const char *key, size_t max, u
 static int s3_del(void *impl, const char *bucket, const char *key, char *err)
 {
     struct aws_response r = {0};
-    int rc = request(impl, "DELETE", bucket, key, NULL, 0, 1 << 16, &r, err);
+    int rc = request(impl, "DELETE", bucket, key, NULL, 0, 1 << 16, NULL, &r, err);
     if (!rc && r.status != 204 && r.status != 200 && r.status != 404)
         rc = status_error(&r, "DELETE", bucket, key, err);
     aws_response_free(&r);
@@ -91,7 +105,7 @@ static int s3_del(void *impl, const char *bucket, const char *key, char *err)
 static int s3_version(void *impl, const char *bucket, const char *key, char ver[64], char *err)
 {
     struct aws_response r = {0};
-    int rc = request(impl, "HEAD", bucket, key, NULL, 0, 1 << 16, &r, err);
+    int rc = request(impl, "HEAD", bucket, key, NULL, 0, 1 << 16, NULL, &r, err);
     if (!rc && r.status != 200) rc = status_error(&r, "HEAD", bucket, key, err);
     if (!rc) snprintf(ver, 64, "%s", r.etag[0] ? r.etag : "?");
     aws_response_free(&r);
@@ -102,14 +116,14 @@ static int s3_version(void *impl, const char *bucket, const char *key, char ver[
 static int ensure_bucket(struct s3 *s, const char *bucket, int create, char *err)
 {
     struct aws_response r = {0};
-    int rc = request(s, "HEAD", bucket, NULL, NULL, 0, 1 << 16, &r, err);
+    int rc = request(s, "HEAD", bucket, NULL, NULL, 0, 1 << 16, NULL, &r, err);
     if (!rc && r.status == 404 && create) {
         char body[256] = "";
         if (strcmp(s->region, "us-east-1") != 0)
             snprintf(body, sizeof body,
                      "<CreateBucketConfiguration><LocationConstraint>%s</LocationConstraint>"
                      "</CreateBucketConfiguration>", s->region);
-        rc = request(s, "PUT", bucket, NULL, body, strlen(body), 1 << 16, &r, err);
+        rc = request(s, "PUT", bucket, NULL, body, strlen(body), 1 << 16, NULL, &r, err);
         if (!rc && r.status != 200) rc = status_error(&r, "CreateBucket", bucket, NULL, err);
     } else if (!rc && r.status != 200) {
         rc = status_error(&r, "HEAD bucket", bucket, NULL, err);

@@ -17,6 +17,7 @@ const char *fr_strerror(int code)
     case FR_ENOTFOUND: return "not found";
     case FR_ETIMEOUT: return "timed out";
     case FR_EINTEGRITY: return "integrity check failed";
+    case FR_ECONFLICT: return "changed by someone else";
     default: return "unknown error";
     }
 }

@@ -30,6 +30,7 @@ enum fr_err {
     FR_ENOTFOUND = -8,    /* no such object, key or id */
     FR_ETIMEOUT = -9,     /* gave up waiting */
     FR_EINTEGRITY = -10,  /* checksum or hash mismatch */
+    FR_ECONFLICT = -11,   /* changed by someone else since it was read */
 };
 
 /* Returns a static, never-NULL description of code. */
