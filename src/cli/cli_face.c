@@ -24,30 +24,6 @@ const char *cli_models_dir(void)
     return dir && *dir ? dir : "models";
 }
 
-/* Appends the JSON object of one face to b: box, score, landmarks, quality, and its embedding when
- * asked. */
-static void face_json(struct buf *b, const struct face_result *f, int with_embedding)
-{
-    const struct face_box *d = &f->det;
-    buf_printf(b, "{\"box\":[%.1f,%.1f,%.1f,%.1f],\"score\":%.4f,\"landmarks\":[", d->box[0],
-               d->box[1], d->box[2], d->box[3], d->score);
-    for (int k = 0; k < 5; k++)
-        buf_printf(b, "%s[%.1f,%.1f]", k ? "," : "", d->lm[2 * k], d->lm[2 * k + 1]);
-    buf_append(b, "],\"quality\":", 12);
-    buf_json_num(b, f->quality);
-    if (with_embedding) {
-        if (!f->has_emb) {
-            buf_append(b, ",\"embedding\":null", 17);
-        } else {
-            buf_append(b, ",\"embedding\":[", 14);
-            for (int j = 0; j < EMBED_DIM; j++)
-                buf_printf(b, "%s%.6f", j ? "," : "", f->emb[j]);
-            buf_append(b, "]", 1);
-        }
-    }
-    buf_append(b, "}", 1);
-}
-
 int cli_detect(int argc, char **argv)
 {
     int embed = !strcmp(argv[0], "embed");
@@ -96,7 +72,7 @@ int cli_detect(int argc, char **argv)
         buf_printf(&b, ",\"width\":%d,\"height\":%d,\"faces\":[", img.w, img.h);
         for (int k = 0; k < res.n; k++) {
             if (k) buf_append(&b, ",", 1);
-            face_json(&b, &res.faces[k], embed);
+            recognition_face_json(&res.faces[k], 0, embed, &b);
         }
         buf_append(&b, "]}\n", 3);
         if (b.err) status = cli_error("%s: output too large", argv[i]);

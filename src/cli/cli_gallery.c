@@ -190,7 +190,7 @@ int cli_identify(int argc, char **argv)
         buf_append(&b, "{\"file\":", 8);
         buf_json_str(&b, argv[i]);
         buf_append(&b, ",", 1);
-        recognition_json(&res, 0, &b);
+        recognition_json(&res, &b);
         buf_append(&b, "}\n", 2);
         if (!b.err) fwrite(b.data, 1, b.len, stdout);
         buf_free(&b);

@@ -135,7 +135,7 @@ static void run_job(struct worker *w, const struct queue_msg *m)
     struct buf b;
     buf_init(&b, (size_t)8 << 20);
     buf_printf(&b, "{\"job_id\":\"%s\",\"status\":\"done\",", id);
-    recognition_json(&res, 0, &b);
+    recognition_json(&res, &b);
     buf_printf(&b, ",\"image\":{\"width\":%d,\"height\":%d}", img_w, img_h);
     buf_printf(&b, ",\"timing_ms\":{\"fetch_decode\":%.2f,\"detect\":%.2f,\"embed\":%.2f}}\n", t1 - t0,
                res.t.detect, res.t.align_embed);

@@ -163,31 +163,41 @@ const char *recognition_result(const struct recognition *res)
     return f->name[0] ? f->name : "Unknown";
 }
 
-void recognition_json(const struct recognition *res, int with_embeddings, struct buf *b)
+void recognition_face_json(const struct face_result *f, int with_match, int with_embedding,
+                           struct buf *b)
+{
+    const struct face_box *d = &f->det;
+    buf_printf(b, "{\"box\":[%.1f,%.1f,%.1f,%.1f],\"score\":%.4f,\"landmarks\":[", d->box[0],
+               d->box[1], d->box[2], d->box[3], d->score);
+    for (int k = 0; k < 5; k++)
+        buf_printf(b, "%s[%.1f,%.1f]", k ? "," : "", d->lm[2 * k], d->lm[2 * k + 1]);
+    buf_append(b, "],\"quality\":", 12);
+    buf_json_num(b, f->quality);
+    if (with_match) {
+        buf_append(b, ",\"name\":", 8);
+        buf_json_str(b, f->name[0] ? f->name : "Unknown");
+        buf_append(b, ",\"similarity\":", 14);
+        buf_json_num(b, f->similarity);
+    }
+    if (with_embedding && !f->has_emb) {
+        buf_append(b, ",\"embedding\":null", 17);
+    } else if (with_embedding) {
+        buf_append(b, ",\"embedding\":[", 14);
+        for (int j = 0; j < EMBED_DIM; j++)
+            buf_printf(b, "%s%.6f", j ? "," : "", f->emb[j]);
+        buf_append(b, "]", 1);
+    }
+    buf_append(b, "}", 1);
+}
+
+void recognition_json(const struct recognition *res, struct buf *b)
 {
     buf_append(b, "\"result\":", 9);
     buf_json_str(b, recognition_result(res));
     buf_append(b, ",\"faces\":[", 10);
     for (int i = 0; i < res->n; i++) {
-        const struct face_result *f = &res->faces[i];
-        const struct face_box *d = &f->det;
-        buf_printf(b, "%s{\"box\":[%.1f,%.1f,%.1f,%.1f],\"score\":%.4f,\"landmarks\":[", i ? "," : "",
-                   d->box[0], d->box[1], d->box[2], d->box[3], d->score);
-        for (int k = 0; k < 5; k++)
-            buf_printf(b, "%s[%.1f,%.1f]", k ? "," : "", d->lm[2 * k], d->lm[2 * k + 1]);
-        buf_append(b, "],\"quality\":", 12);
-        buf_json_num(b, f->quality);
-        buf_append(b, ",\"name\":", 8);
-        buf_json_str(b, f->name[0] ? f->name : "Unknown");
-        buf_append(b, ",\"similarity\":", 14);
-        buf_json_num(b, f->similarity);
-        if (with_embeddings && f->has_emb) {
-            buf_append(b, ",\"embedding\":[", 14);
-            for (int j = 0; j < EMBED_DIM; j++)
-                buf_printf(b, "%s%.6f", j ? "," : "", f->emb[j]);
-            buf_append(b, "]", 1);
-        }
-        buf_append(b, "}", 1);
+        if (i) buf_append(b, ",", 1);
+        recognition_face_json(&res->faces[i], 1, 0, b);
     }
     buf_append(b, "]", 1);
 }

@@ -91,8 +91,13 @@ void recognizer_detect_timing(const struct recognizer *r, struct mtcnn_timing *t
 /* The one-line answer: the largest face's name, "Unknown" when it matches no one, "No face". */
 const char *recognition_result(const struct recognition *res);
 
-/* Appends {"result":..., "faces":[{box, score, landmarks, quality, name, similarity}]} members (without
- * the braces) to b; with_embeddings adds each face's embedding. */
-void recognition_json(const struct recognition *res, int with_embeddings, struct buf *b);
+/* Appends one face as a JSON object to b: box, score, landmarks, quality; then name and
+ * similarity when with_match; then embedding (null without one) when with_embedding. */
+void recognition_face_json(const struct face_result *f, int with_match, int with_embedding,
+                           struct buf *b);
+
+/* Appends the members {"result":..., "faces":[...]} (without the braces) to b, each face with
+ * its match and without embedding. */
+void recognition_json(const struct recognition *res, struct buf *b);
 
 #endif
