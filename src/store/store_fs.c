@@ -2,7 +2,9 @@
  * in the same directory, (DURABILITY=power: fsync,) rename over the key, (fsync of the directory).
  * A reader opens either the old file or the new one, never a partial one. A write is in the page
  * cache once written, so it survives the death of any process; the fsyncs make it survive an OS
- * crash too. */
+ * crash too. A conditional write (store_put_if) compares versions and renames while holding
+ * flock on DATA_DIR/objects/<bucket>/.lock, so conditional writers of a bucket, in any process,
+ * take turns. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -158,7 +160,6 @@ static int fs_put(void *impl, const char *bucket, const char *key, const void *d
     close(lock);
     return rc;
 }
-
 
 static int fs_get(void *impl, const char *bucket, const char *key, size_t max, uint8_t **data,
                   size_t *len, char *err)
