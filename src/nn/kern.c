@@ -5,7 +5,7 @@
  * latency; the few border pixels run one at a time with the window clipped. The activation is a
  * per-lane PReLU slope (1 where there is none) followed by a per-lane clamp. */
 #include "nn/kern.h"
-#include "nn/bf16.h"
+#include "nn/simd.h"
 #include "nn/kern_chain.h"
 #include "nn/kern_fc.h"
 #include "nn/kern_small.h"
@@ -16,8 +16,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define AVX512 __attribute__((target("avx512f")))
 
 _Static_assert(NN_CHAIN_MAX_NODES <= NN_KERN_MAX_NODES, "a chain's nodes fit a kernel's list");
 
@@ -555,8 +553,7 @@ static void interior(int in, int out, int k, int stride, int pad, int *lo, int *
 
 AVX512 static inline __m512 activate(__m512 v, __m512 slope, __m512 lo, __m512 hi)
 {
-    v = _mm512_mask_mul_ps(v, _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ), v, slope);
-    return _mm512_min_ps(_mm512_max_ps(v, lo), hi);
+    return _mm512_min_ps(_mm512_max_ps(prelu(v, slope), lo), hi);
 }
 
 /* Masked AVX-512 stores are slow on some CPUs (AMD Zen 4): plain ones when all lanes are on. */
@@ -571,11 +568,6 @@ AVX512 static inline void store(float *p, __mmask16 m, __m512 v)
 AVX512 static inline __m512 load(const float *p, __mmask16 m)
 {
     return m == 0xffff ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps(m, p);
-}
-
-AVX512 static inline __m512 prelu(__m512 v, __m512 slope)
-{
-    return _mm512_mask_mul_ps(v, _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ), v, slope);
 }
 
 /* A depthwise input vector with the kernel's input PReLU (if any) applied. */
@@ -595,7 +587,7 @@ AVX512 static inline __m512 load_pre(const struct nn_kern *k, const float *p, __
  * are inside the input; with left (right), the first (last) block's leftmost (rightmost) input
  * column is outside (SAME padding). All of ky0, ky1, left, right and pre (apply the input
  * PReLU) are constants after inlining. */
-AVX512 static inline __attribute__((always_inline)) void
+AVX512 INLINE void
 dw3_span(const struct nn_kern *k, const float *x, ptrdiff_t off, float *yp, int cb, int ox_lo,
          int ox_hi, int S, int ky0, int ky1, int left, int right, int pre)
 {
@@ -889,8 +881,6 @@ AVX512 static void run_pool(const struct nn_kern *k, const float *x, float *y, i
     }
 }
 
-#define AVX512BF16 __attribute__((target("avx512f,avx512bf16")))
-
 /* n floats (n even) from x into bfloat16 at y. */
 AVX512BF16 static void to_bf16_row(const float *x, size_t n, uint16_t *y)
 {
@@ -911,7 +901,7 @@ AVX512BF16 static void to_bf16_row(const float *x, size_t n, uint16_t *y)
 /* Outputs [ob, ob + 16 * NB) of m (<= CB_MR) output pixels from p0 (flat over the batch), summed
  * over every tap and channel pair: pixel j's window starts at pairs[off[j]], or with off NULL
  * (pointwise) at pairs[j * C2]. */
-AVX512BF16 static inline __attribute__((always_inline)) void
+AVX512BF16 INLINE void
 cb_tile(const struct nn_kern *k, const int *pairs, const int *off, const float *res, float *y,
         size_t p0, int m, int ob, int NB)
 {
@@ -952,7 +942,7 @@ cb_tile(const struct nn_kern *k, const int *pairs, const int *off, const float *
 }
 
 /* Every output of m pixels from p0: full blocks with the pixel count a constant. */
-AVX512BF16 static inline __attribute__((always_inline)) void
+AVX512BF16 INLINE void
 cb_pixels(const struct nn_kern *k, const int *pairs, const int *off, const float *res, float *y,
           size_t p0, int m)
 {

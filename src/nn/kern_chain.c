@@ -34,7 +34,7 @@
  * inputs to 8 bits moved the probabilities by 1.83e-2: not kept either (commit 6a2e153). On 2
  * threads: 2.23 -> 1.46 ms. */
 #include "nn/kern_chain.h"
-#include "nn/bf16.h"
+#include "nn/simd.h"
 
 #include <immintrin.h>
 #include <math.h>
@@ -42,11 +42,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define AVX512 __attribute__((target("avx512f")))
-#define AVX512BF16 __attribute__((target("avx512f,avx512bw,avx512bf16")))
-#define INLINE static inline __attribute__((always_inline))
-
-#define LANES 16
 #define OB 8        /* outputs per pass of the 3x3 layers and the heads */
 #define PB_MAX 3    /* blocks of 16 pixels per pass */
 #define MAX_CONVS 4 /* 3x3 convolutions after the first */
@@ -411,11 +406,6 @@ AVX512 static const float *input_row(struct cursor *cu, int iy)
     return d;
 }
 
-AVX512 INLINE __m512 prelu(__m512 v, __m512 slope)
-{
-    return _mm512_mask_mul_ps(v, _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ), v, slope);
-}
-
 /* The first layer for outputs [ob, ob + T) of pooled row p from C input planes: both
  * convolution rows at once, 32 of their columns (16 pooled: one register) per step, so that
  * each broadcast weight feeds four multiply-adds. */
@@ -543,6 +533,16 @@ AVX512 static void first_row(struct cursor *cu, int p)
     first_pairs(c, stage, dst);
 }
 
+/* Every sum of a tile (PB blocks x T outputs) starts at its output's bias. */
+AVX512 INLINE void start_at_bias(__m512 a[PB_MAX][OB], const float *bias, int PB, int T)
+{
+    for (int o = 0; o < T; o++) {
+        __m512 b = _mm512_set1_ps(bias[o]);
+        for (int q = 0; q < PB; q++)
+            a[q][o] = b;
+    }
+}
+
 /* PB blocks of 16 pixels from column px, outputs [0, T) (T <= OB) of weights w (rows of wo
  * floats), of a k x k window over the C planes (cs apart) of input rows in[0..k-1]; activated
  * into the T planes (ocs apart) that start at dst (the block's first pixel). */
@@ -551,11 +551,7 @@ AVX512 INLINE void tile(const float *const *in, ptrdiff_t cs, int C, const float
                         int PB, int K, int T)
 {
     __m512 a[PB_MAX][OB];
-    for (int o = 0; o < T; o++) {
-        __m512 b = _mm512_set1_ps(bias[o]);
-        for (int q = 0; q < PB; q++)
-            a[q][o] = b;
-    }
+    start_at_bias(a, bias, PB, T);
     for (int ky = 0; ky < K; ky++) {
         const float *r = in[ky] + px;
         const float *ws = w + (size_t)ky * C * K * wo;
@@ -613,11 +609,7 @@ AVX512BF16 INLINE void tile_bf(const float *const *in, ptrdiff_t cs, int C2, con
                                ptrdiff_t ocs, int px, int PB, int K, int T, int pairs)
 {
     __m512 a[PB_MAX][OB];
-    for (int o = 0; o < T; o++) {
-        __m512 b = _mm512_set1_ps(bias[o]);
-        for (int q = 0; q < PB; q++)
-            a[q][o] = b;
-    }
+    start_at_bias(a, bias, PB, T);
     for (int ky = 0; ky < K; ky++) {
         const float *r = in[ky] + px;
         const uint32_t *ws = w + (size_t)ky * C2 * K * wo;

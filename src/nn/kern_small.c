@@ -22,18 +22,13 @@
  * golden outputs move from 4.6e-3 to 6.6e-3 (O-Net) and 1.4e-3 to 5.3e-3 (R-Net) of their
  * range. */
 #include "nn/kern_small.h"
-#include "nn/bf16.h"
+#include "nn/simd.h"
 
 #include <immintrin.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define AVX512 __attribute__((target("avx512f")))
-#define AVX512BF16 __attribute__((target("avx512f,avx512bf16")))
-#define INLINE static inline __attribute__((always_inline))
-
-#define LANES 16
 #define MAX_NB 4      /* vectors of outputs per pixel: at most 64 outputs */
 #define PASS_NB 2     /* of them per pass over a row (the wide kind; 3 or 4 with fewer pixels
                          per block were no faster) */
@@ -199,9 +194,30 @@ int nn_small_set_parts(struct nn_small *s, int parts)
 
 /* ---- running ---- */
 
-AVX512 INLINE __m512 prelu(__m512 v, __m512 slope)
+/* A block's sums (B pixels x NB vectors of outputs) start at the bias. */
+AVX512 INLINE void start_sums(const struct nn_small *s, __m512 a[MAX_B][MAX_NB], int B, int NB)
 {
-    return _mm512_mask_mul_ps(v, _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ), v, slope);
+#pragma GCC unroll 2
+    for (int h = 0; h < NB; h++) {
+        __m512 b = _mm512_load_ps(s->bias + h * LANES);
+#pragma GCC unroll 12
+        for (int j = 0; j < B; j++)
+            a[j][h] = b;
+    }
+}
+
+/* ... and end in y (B * NB * 16 floats), PReLU'd unless the pool comes first. */
+AVX512 INLINE void store_sums(const struct nn_small *s, __m512 a[MAX_B][MAX_NB], float *y, int B,
+                              int NB)
+{
+    const int V = NB * LANES;
+#pragma GCC unroll 2
+    for (int h = 0; h < NB; h++) {
+        __m512 sl = _mm512_load_ps(s->slope + h * LANES);
+#pragma GCC unroll 12
+        for (int j = 0; j < B; j++)
+            _mm512_store_ps(y + (size_t)j * V + h * LANES, s->post ? a[j][h] : prelu(a[j][h], sl));
+    }
 }
 
 /* B output pixels from x (the input at the block's first window) into y (B * V floats):
@@ -211,13 +227,7 @@ AVX512 INLINE void block(const struct nn_small *s, const float *x, float *y, int
     const int row = KW * C, V = NB * LANES;
     const size_t xrow = (size_t)s->W * C;
     __m512 a[MAX_B][MAX_NB];
-#pragma GCC unroll 2
-    for (int h = 0; h < NB; h++) {
-        __m512 b = _mm512_load_ps(s->bias + h * LANES);
-#pragma GCC unroll 12
-        for (int j = 0; j < B; j++)
-            a[j][h] = b;
-    }
+    start_sums(s, a, B, NB);
     const float *wp = s->w;
     for (int ky = 0; ky < s->KH; ky++, x += xrow, wp += row * V) {
 #pragma GCC unroll 3
@@ -243,13 +253,7 @@ AVX512 INLINE void block(const struct nn_small *s, const float *x, float *y, int
             }
         }
     }
-#pragma GCC unroll 2
-    for (int h = 0; h < NB; h++) {
-        __m512 sl = _mm512_load_ps(s->slope + h * LANES);
-#pragma GCC unroll 12
-        for (int j = 0; j < B; j++)
-            _mm512_store_ps(y + (size_t)j * V + h * LANES, s->post ? a[j][h] : prelu(a[j][h], sl));
-    }
+    store_sums(s, a, y, B, NB);
 }
 
 /* As block, from the image in bfloat16 (xb at the block's first window): a window row's 9
@@ -261,13 +265,7 @@ AVX512BF16 INLINE void block_bf16(const struct nn_small *s, const uint16_t *xb, 
     const int V = NB * LANES;
     const size_t xrow = (size_t)s->W * C;
     __m512 a[MAX_B][MAX_NB];
-#pragma GCC unroll 2
-    for (int h = 0; h < NB; h++) {
-        __m512 b = _mm512_load_ps(s->bias + h * LANES);
-#pragma GCC unroll 12
-        for (int j = 0; j < B; j++)
-            a[j][h] = b;
-    }
+    start_sums(s, a, B, NB);
     const uint16_t *wp = s->wb;
     for (int ky = 0; ky < s->KH; ky++, xb += xrow) {
         for (int p = 0; p < PAIRS; p++, wp += V * 2) {
@@ -288,13 +286,7 @@ AVX512BF16 INLINE void block_bf16(const struct nn_small *s, const uint16_t *xb, 
             }
         }
     }
-#pragma GCC unroll 2
-    for (int h = 0; h < NB; h++) {
-        __m512 sl = _mm512_load_ps(s->slope + h * LANES);
-#pragma GCC unroll 12
-        for (int j = 0; j < B; j++)
-            _mm512_store_ps(y + (size_t)j * V + h * LANES, s->post ? a[j][h] : prelu(a[j][h], sl));
-    }
+    store_sums(s, a, y, B, NB);
 }
 
 /* The wide kind: outputs [32 * pass, + 16 * NB) of B pixels, from x at the block's first

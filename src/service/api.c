@@ -582,12 +582,14 @@ static enum MHD_Result do_people(struct api *a, struct MHD_Connection *c, struct
             ok = send_body(c, 200, body, (size_t)n, NULL);
         }
     } else { /* enrol: the faces first, then the gallery */
-        struct recognizer_opts ro = worker_recognizer_opts(&a->cfg);
-        ro.threads = 1; /* enrolment runs on the API's own threads */
-        if (!a->rec && recognizer_open(a->cfg.models, &ro, &a->rec, err)) {
-            snprintf(msg, sizeof msg, "cannot load the models: %s", err);
-            ok = send_error(c, 503, msg);
-            goto done;
+        if (!a->rec) { /* loaded at the first enrolment: most API processes never enrol */
+            struct recognizer_opts ro = worker_recognizer_opts(&a->cfg);
+            ro.threads = 1; /* enrolment runs on the API's own threads */
+            if (recognizer_open(a->cfg.models, &ro, &a->rec, err)) {
+                snprintf(msg, sizeof msg, "cannot load the models: %s", err);
+                ok = send_error(c, 503, msg);
+                goto done;
+            }
         }
         struct buf skipped;
         buf_init(&skipped, 1 << 20);

@@ -135,23 +135,30 @@ static inline __mmask16 tail_mask(size_t left)
     return left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
 }
 
-/* The vertical pass in one sweep when every row lies inside the source: acc[i] = sum over
- * k < count of w[k] * rows[k][i], summed from 0 in k order with separate multiply and add,
- * exactly the sums memset + add_row make (one write of acc instead of count + 1). With taps
- * made without libm calls, minimums of alternated runs here: a 24x24 crop 3.6 -> 2.1 us, 48x48
- * 10 -> 6.7 us, a 0.709 pyramid step of a 300x400 float level 0.16 -> 0.12 ms. Tried and
- * dropped: taps on the stack instead of malloc (no gain), four outputs per vector in the
- * horizontal pass (128-bit inserts: 2.1 -> 2.5 us per crop on this Zen 4). */
-AVX512 static void vsum_f32(float *acc, const float *const *rows, const float *w, int count,
-                            size_t n)
+/* 16 values of a source row from index i as normalised floats (m: which are read); u8 rows
+ * normalised as NORM does. */
+AVX512 static inline __attribute__((always_inline)) __m512 load16(const void *row, size_t i,
+                                                                  __mmask16 m, int u8)
+{
+    if (u8) {
+        __m128i b = _mm_maskz_loadu_epi8(m, (const uint8_t *)row + i);
+        __m512 f = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(b));
+        return _mm512_mul_ps(_mm512_sub_ps(f, _mm512_set1_ps(127.5f)), _mm512_set1_ps(0.0078125f));
+    }
+    const float *p = (const float *)row + i;
+    return m == 0xffff ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps(m, p);
+}
+
+AVX512 static inline __attribute__((always_inline)) void
+vsum_rows(float *acc, const void *const *rows, const float *w, int count, size_t n, int u8)
 {
     size_t i = 0;
     for (; i + 32 <= n; i += 32) { /* two vectors per broadcast weight */
         __m512 v0 = _mm512_setzero_ps(), v1 = _mm512_setzero_ps();
         for (int k = 0; k < count; k++) {
             __m512 wk = _mm512_set1_ps(w[k]);
-            v0 = _mm512_add_ps(v0, _mm512_mul_ps(wk, _mm512_loadu_ps(rows[k] + i)));
-            v1 = _mm512_add_ps(v1, _mm512_mul_ps(wk, _mm512_loadu_ps(rows[k] + i + 16)));
+            v0 = _mm512_add_ps(v0, _mm512_mul_ps(wk, load16(rows[k], i, 0xffff, u8)));
+            v1 = _mm512_add_ps(v1, _mm512_mul_ps(wk, load16(rows[k], i + 16, 0xffff, u8)));
         }
         _mm512_storeu_ps(acc + i, v0);
         _mm512_storeu_ps(acc + i + 16, v1);
@@ -160,41 +167,24 @@ AVX512 static void vsum_f32(float *acc, const float *const *rows, const float *w
         __mmask16 m = tail_mask(n - i);
         __m512 v = _mm512_setzero_ps();
         for (int k = 0; k < count; k++)
-            v = _mm512_add_ps(v, _mm512_mul_ps(_mm512_set1_ps(w[k]),
-                                               _mm512_maskz_loadu_ps(m, rows[k] + i)));
+            v = _mm512_add_ps(v, _mm512_mul_ps(_mm512_set1_ps(w[k]), load16(rows[k], i, m, u8)));
         _mm512_mask_storeu_ps(acc + i, m, v);
     }
 }
 
-/* u8 -> normalised float, 16 values (m: which are read) */
-AVX512 static inline __m512 norm16(const uint8_t *p, __mmask16 m)
+/* The vertical pass in one sweep when every row lies inside the source: acc[i] = sum over
+ * k < count of w[k] * rows[k][i] (u8 rows: bytes, normalised; else floats), summed from 0 in k
+ * order with separate multiply and add, exactly the sums memset + add_row make (one write of
+ * acc instead of count + 1). With taps made without libm calls, minimums of alternated runs
+ * here: a 24x24 crop 3.6 -> 2.1 us, 48x48 10 -> 6.7 us, a 0.709 pyramid step of a 300x400 float
+ * level 0.16 -> 0.12 ms. Tried and dropped: taps on the stack instead of malloc (no gain), four
+ * outputs per vector in the horizontal pass (128-bit inserts: 2.1 -> 2.5 us per crop on this
+ * Zen 4). */
+AVX512 static void vsum(float *acc, const void *const *rows, const float *w, int count, size_t n,
+                        int u8)
 {
-    __m512 f = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, p)));
-    return _mm512_mul_ps(_mm512_sub_ps(f, _mm512_set1_ps(127.5f)), _mm512_set1_ps(0.0078125f));
-}
-
-/* As vsum_f32 over u8 rows, each value normalised as NORM does. */
-AVX512 static void vsum_u8(float *acc, const uint8_t *const *rows, const float *w, int count,
-                           size_t n)
-{
-    size_t i = 0;
-    for (; i + 32 <= n; i += 32) {
-        __m512 v0 = _mm512_setzero_ps(), v1 = _mm512_setzero_ps();
-        for (int k = 0; k < count; k++) {
-            __m512 wk = _mm512_set1_ps(w[k]);
-            v0 = _mm512_add_ps(v0, _mm512_mul_ps(wk, norm16(rows[k] + i, 0xffff)));
-            v1 = _mm512_add_ps(v1, _mm512_mul_ps(wk, norm16(rows[k] + i + 16, 0xffff)));
-        }
-        _mm512_storeu_ps(acc + i, v0);
-        _mm512_storeu_ps(acc + i + 16, v1);
-    }
-    for (; i < n; i += 16) {
-        __mmask16 m = tail_mask(n - i);
-        __m512 v = _mm512_setzero_ps();
-        for (int k = 0; k < count; k++)
-            v = _mm512_add_ps(v, _mm512_mul_ps(_mm512_set1_ps(w[k]), norm16(rows[k] + i, m)));
-        _mm512_mask_storeu_ps(acc + i, m, v);
-    }
+    if (u8) vsum_rows(acc, rows, w, count, n, 1); /* each a specialised copy */
+    else vsum_rows(acc, rows, w, count, n, 0);
 }
 #endif
 
@@ -270,8 +260,7 @@ int warp_resize_pitch(const struct warp_src *src, double x0, double y0, double x
             const char *base = src->u8 ? (const char *)src->u8 : (const char *)src->f32;
             for (int k = 0; k < cy; k++)
                 rows[k] = base + ((size_t)(fy + k) * src->w + cx0) * bpp;
-            if (src->u8) vsum_u8(acc, (const uint8_t *const *)rows, wy, cy, span * 3);
-            else vsum_f32(acc, (const float *const *)rows, wy, cy, span * 3);
+            vsum(acc, rows, wy, cy, span * 3, src->u8 != NULL);
         } else
 #endif
         {
